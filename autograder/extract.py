@@ -1,0 +1,94 @@
+"""Extract a notebook's *definitions* without running the notebook.
+
+A lab notebook mixes definitions (imports, functions, classes, constants) with top-level work
+(training loops, plots). Grading and benchmarking need only the definitions, so each code cell is
+parsed on its own with :mod:`ast`, and only these top-level statements are kept:
+
+* ``import`` / ``from ... import``;
+* ``def`` / ``async def`` / ``class`` (their bodies, defaults and decorators included);
+* assignments whose value contains no call, such as ``LATENT_DIM = 2`` or ``SIZES = (784, 128)``.
+
+A cell that does not parse costs only that cell: it is reported in :attr:`Extraction.skipped`.
+IPython magics and shell escapes (lines starting with ``%`` or ``!``) are dropped before parsing.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_DEFINITION_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+@dataclass
+class Extraction:
+    """The kept source of each code cell, and why any cell was skipped."""
+
+    cells: list[tuple[int, str]] = field(default_factory=list)  # (cell index, kept source)
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (cell index, reason)
+
+    @property
+    def source(self) -> str:
+        """All kept definitions as one module's source, each cell marked by a comment."""
+        return "\n\n".join(f"# --- cell {index} ---\n{code}" for index, code in self.cells)
+
+
+def _is_definition(node: ast.stmt) -> bool:
+    if isinstance(node, _DEFINITION_NODES):
+        return True
+    if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+        return not any(isinstance(sub, ast.Call) for sub in ast.walk(node.value))
+    return False
+
+
+def _without_magics(source: str) -> str:
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+def extract_cell(source: str) -> str:
+    """Return the definitions of one cell's source; raises SyntaxError if it does not parse."""
+    source = _without_magics(source)
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    kept = []
+    for node in tree.body:
+        if _is_definition(node):
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept.append("\n".join(lines[first - 1 : node.end_lineno]))
+    return "\n".join(kept)
+
+
+def extract_notebook(path: str | Path) -> Extraction:
+    """Read the notebook at ``path`` as plain JSON and extract each code cell's definitions."""
+    notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+    result = Extraction()
+    for index, cell in enumerate(notebook.get("cells", [])):
+        if cell.get("cell_type") != "code":
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(source)
+        try:
+            code = extract_cell(source)
+        except SyntaxError as error:
+            result.skipped.append((index, f"SyntaxError: {error.msg} (line {error.lineno})"))
+            continue
+        if code.strip():
+            result.cells.append((index, code))
+    return result
+
+
+def load_definitions(path: str | Path, namespace: dict | None = None) -> dict:
+    """Execute a *trusted* notebook's definitions (e.g. the reference solution) and return them.
+
+    The notebook's folder is put on ``sys.path`` first, so helper modules shipped beside it import.
+    Never call this on a student's notebook in a process that decides scores.
+    """
+    folder = str(Path(path).resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    namespace = {"__name__": "notebook_definitions"} if namespace is None else namespace
+    exec(compile(extract_notebook(path).source, str(path), "exec"), namespace)
+    return namespace
