@@ -157,6 +157,13 @@ def show_images(images, nrow, title=""):
     return fig
 
 
+@torch.no_grad()
+def decode_prior_samples(decoder, n=40, latent_dim=2, seed=1):
+    """z ~ N(0, I) を n 個 (seed で固定) 選んでデコードした画像 (n, 1, 28, 28)。AE と VAE で同じ z を使う。"""
+    z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    return decoder(z.to(device)).view(-1, 1, 28, 28)
+
+
 def plot_history(histories, ylabel):
     """{名前: エポックごとの損失} の学習曲線を描く。"""
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -242,10 +249,7 @@ plt.show()
 # 潜在空間の点を標準正規分布 $\mathcal N(0, I)$ から選んでデコーダに通すと、どのような画像が得られるでしょうか。
 
 # %% tags=["figure"] nbgrader={"grade": false, "grade_id": "fig_ae_samples", "locked": true, "schema_version": 3, "solution": false}
-torch.manual_seed(1)
-with torch.no_grad():
-    ae_samples = ae.decoder(torch.randn(40, 2, device=device)).view(-1, 1, 28, 28)
-show_images(ae_samples, nrow=10, title="AE: decoder(z), z ~ N(0, I)")
+show_images(decode_prior_samples(ae.decoder), nrow=10, title="AE: decoder(z), z ~ N(0, I)")
 plt.show()
 
 # %% [markdown]
@@ -363,10 +367,7 @@ plot_latent(vae_latents, y_test, "VAE latent space: mu (MNIST test)")
 plt.show()
 
 # %% tags=["figure"] nbgrader={"grade": false, "grade_id": "fig_vae_samples", "locked": true, "schema_version": 3, "solution": false}
-torch.manual_seed(1)
-with torch.no_grad():
-    vae_samples = vae.decoder(torch.randn(40, 2, device=device)).view(-1, 1, 28, 28)
-show_images(vae_samples, nrow=10, title="VAE: decoder(z), z ~ N(0, I)")
+show_images(decode_prior_samples(vae.decoder), nrow=10, title="VAE: decoder(z), z ~ N(0, I)")
 plt.show()
 
 # %% [markdown]
