@@ -85,3 +85,17 @@ def test_template_runs_until_the_first_stub_and_names_it(
     assert "reparameterize" in error.evalue
     before = [c for c in cells[:index] if c.cell_type == "code"]
     assert before and all(c.execution_count is not None for c in before), "a cell before the first stub did not run"
+
+
+def test_a_relative_data_dir_keeps_its_meaning_in_the_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel runs in the notebook's folder, so execute_notebook passes DATA_DIR as an absolute path."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os\nprint(os.environ['DATA_DIR'])")])
+    (tmp_path / "nb").mkdir()
+    nbformat.write(notebook, tmp_path / "nb" / "probe.ipynb")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATA_DIR", "datasets")
+    execute_notebook(tmp_path / "nb" / "probe.ipynb", tmp_path / "out.ipynb", timeout=60)
+    printed = stdout_of(nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0]).strip()
+    assert printed == str(tmp_path / "datasets")

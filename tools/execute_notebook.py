@@ -8,8 +8,8 @@
   kernel's ``PATH``), so ``.venv/bin/python tools/execute_notebook.py`` runs the venv's packages.
 * The kernel's working directory is SRC's folder, so ``import labtools`` finds the copy beside
   the notebook; relative paths the notebook writes to land there too.
-* The environment is passed through unchanged, so ``QUICK=1`` (and ``DATA_DIR``) reach the
-  notebook, which reads them itself.
+* The environment is passed through, so ``QUICK=1`` and ``DATA_DIR`` reach the notebook, which
+  reads them itself; a relative ``DATA_DIR`` is made absolute first (from the caller's folder).
 * Prints the elapsed wall time and the slowest cells.  On failure the partly executed copy is
   still written to DST (to inspect), the failing cell's error is printed, and the exit status is 1.
 """
@@ -50,6 +50,16 @@ def slowest_cells(nb: nbformat.NotebookNode, n: int = 5) -> list[tuple[float, in
     return sorted(timed, reverse=True)[:n]
 
 
+def _first_error(nb: nbformat.NotebookNode) -> str:
+    """``cell N (id X) raised NAME: VALUE`` for the first cell with an error output, on one line."""
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                value = " ".join(str(output.get("evalue", "")).split())
+                return f"cell {index} (id {cell.get('id')}) raised {output.get('ename')}: {value}"
+    return "a cell timed out"
+
+
 def execute_notebook(src: str | Path, dst: str | Path, timeout: int = DEFAULT_TIMEOUT,
                      kernel_name: str = "python3") -> float:
     """Execute ``src`` into ``dst``; return the elapsed seconds, raise ExecutionFailed on error."""
@@ -57,6 +67,8 @@ def execute_notebook(src: str | Path, dst: str | Path, timeout: int = DEFAULT_TI
     nb = nbformat.read(src, as_version=4)
     bin_dir = str(Path(sys.executable).parent)  # not resolved: a venv's python is a symlink
     env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    if env.get("DATA_DIR"):  # the kernel runs in SRC's folder: keep a relative DATA_DIR meaning what the caller meant
+        env["DATA_DIR"] = str(Path(env["DATA_DIR"]).expanduser().resolve())
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silence debugpy's frozen-modules note
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
                             resources={"metadata": {"path": str(src.parent)}})
@@ -71,11 +83,7 @@ def execute_notebook(src: str | Path, dst: str | Path, timeout: int = DEFAULT_TI
         nbformat.write(nb, dst)
     elapsed = time.perf_counter() - start
     if error is not None:
-        where = next((f"cell {i} (id {c.get('id')})" for i, c in enumerate(nb.cells)
-                      if any(o.get("output_type") == "error" for o in c.get("outputs", []))),
-                     "a cell")
-        raise ExecutionFailed(f"{src}: {where} failed after {elapsed:.1f} s "
-                              f"(partial output in {dst}):\n{error}")
+        raise ExecutionFailed(f"{src}: {_first_error(nb)} after {elapsed:.1f} s (full traceback in {dst})")
     return elapsed
 
 
