@@ -543,9 +543,9 @@ for name, clusters in [("AE", ae_clusters), ("VAE", vae_clusters)]:
 # ### 課題 2.3 `ConvAutoEncoder`
 # `ConvAutoEncoder(in_channels=1, image_size=28, latent_dim=2)` を実装してください。
 # - `self.encoder`: `nn.Conv2d` を含み、`(B, in_channels, image_size, image_size)` を `(B, latent_dim)` に写す。
-#   例: `Conv2d(stride=2)` を 2 回 (28 → 14 → 7)、`Flatten`、`Linear`。
+#   例: `Conv2d(stride=2)` を 2 回 (28 → 14 → 7)、`Flatten`、`Linear` を 2 層 (→ 128 → `latent_dim`)。
 # - `self.decoder`: `(B, latent_dim)` を `(B, in_channels, image_size, image_size)` の画像に写す。
-#   例: `Linear`、`Unflatten`、`ConvTranspose2d(stride=2)` を 2 回、最後に `Sigmoid`。
+#   例: `Linear` を 2 層、`Unflatten`、`ConvTranspose2d(stride=2)` を 2 回、最後に `Sigmoid`。
 # - `forward(x)` は `(encoded, decoded)` を返す。`decoded` は `x` と同じ形で、値は [0, 1]。
 # - `image_size` は 4 の倍数 (28 や 32) とします。CIFAR-10 では `ConvAutoEncoder(in_channels=3, image_size=32)` として使います。
 
@@ -562,10 +562,12 @@ class ConvAutoEncoder(nn.Module):
             nn.Conv2d(in_channels, 16, kernel_size=3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1), nn.ReLU(),
             nn.Flatten(),
-            nn.Linear(32 * side * side, latent_dim),
+            nn.Linear(32 * side * side, 128), nn.ReLU(),
+            nn.Linear(128, latent_dim),
         )
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 32 * side * side), nn.ReLU(),
+            nn.Linear(latent_dim, 128), nn.ReLU(),
+            nn.Linear(128, 32 * side * side), nn.ReLU(),
             nn.Unflatten(1, (32, side, side)),
             nn.ConvTranspose2d(32, 16, kernel_size=3, stride=2, padding=1, output_padding=1), nn.ReLU(),
             nn.ConvTranspose2d(16, in_channels, kernel_size=3, stride=2, padding=1, output_padding=1), nn.Sigmoid(),
@@ -615,7 +617,7 @@ class ConvVAE(nn.Module):
         super().__init__()
         ### BEGIN SOLUTION
         layers = ConvAutoEncoder(in_channels, image_size, latent_dim)
-        self.encoder = layers.encoder[:-1]  # 畳み込み + Flatten
+        self.encoder = layers.encoder[:-1]  # 最後の Linear より前 (畳み込み → Flatten → 128)
         features = layers.encoder[-1].in_features
         self.fc_mu = nn.Linear(features, latent_dim)
         self.fc_logvar = nn.Linear(features, latent_dim)
@@ -667,10 +669,10 @@ plt.show()
 # 畳み込みモデルと MLP モデルの潜在空間・損失を比べ、違いとその理由を述べてください。
 
 # %% [markdown] nbgrader={"grade": true, "grade_id": "answer_conv", "locked": false, "points": 5, "schema_version": 3, "solution": true}
-# 同じエポック数では、畳み込みモデルの方が再構成誤差が小さく、潜在空間でも数字ごとのまとまりがはっきりする傾向が
-# あります。畳み込みは近くの画素どうしの関係を同じフィルタで位置によらず捉えるので、少ないパラメータで筆跡の局所的な
-# 形を特徴にできるためです。一方 2 次元の潜在空間というボトルネックは同じなので、4・9 や 3・5・8 のように似た
-# 数字の重なりは完全には解消されません。
+# 同じエポック数では、畳み込みモデルの再構成誤差は MLP のモデルよりやや小さくなります。畳み込みは近くの画素どうしの
+# 関係を位置によらず同じフィルタで捉えるので、少ないパラメータで筆跡の局所的な形を特徴にできるためです。ただし
+# 2 次元の潜在空間というボトルネックは同じなので差は小さく、4・9 や 3・5・8 のように似た数字の重なりは潜在空間でも
+# 解消されません。VAE では KL 項のために潜在表現が原点付近にまとまる点も、MLP の VAE と同じです。
 
 # %% [markdown]
 # ## 課題3 Fashion-MNIST と CIFAR-10 の潜在空間
