@@ -1,5 +1,6 @@
-# Course package for the autoencoder / VAE lab.  `make` (or `make help`) lists the targets.
+# Course package and autograder for the autoencoder / VAE lab.  `make` (or `make help`) lists the targets.
 #
+#   make grade                        # grade submitted/ (on a fresh clone: the example class) into grades/
 #   make test                         # creates .venv on first use, then runs pytest
 #   QUICK=1 make solutions            # short run of the solution notebook
 #   DATA_DIR=../shared/datasets make test
@@ -10,6 +11,15 @@ DATA_DIR ?= data
 # Extra pip arguments, e.g. PIP_FLAGS="--extra-index-url https://download.pytorch.org/whl/cpu"
 PIP_FLAGS ?=
 PYTEST_ARGS ?=
+# nbgrader: the repo root is the course directory; the exchange is where students fetch and submit.
+COURSE_DIR ?= .
+EXCHANGE ?= /srv/nbgrader/exchange
+COURSE_ID ?= ae-vae-lab
+GRADES ?= grades
+JOBS ?=
+SANDBOX ?= bwrap
+SUBMITTED = $(if $(wildcard $(COURSE_DIR)/submitted),$(COURSE_DIR)/submitted,examples/submitted)
+COURSE = $(VPY) tools/course.py --course-dir $(COURSE_DIR) --exchange $(EXCHANGE) --course-id $(COURSE_ID)
 
 override VENV := $(abspath $(VENV))
 override DATA_DIR := $(abspath $(DATA_DIR))
@@ -24,12 +34,13 @@ STAMP := $(VENV)/.installed
 VPY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install test notebook release check solutions bench clean
+.PHONY: help install sandbox test grade calibrate notebook assignment release collect feedback check solutions \
+	bench examples clean
 
 help: ## list the targets
 	@echo "usage: make TARGET [QUICK=1] [DATA_DIR=path] [VENV=path] [PYTHON=python3]"
 	@grep -E '^[a-z][a-z_-]*:.*## ' $(firstword $(MAKEFILE_LIST)) | \
-		awk 'BEGIN {FS = ":.*## "} {printf "  %-10s %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*## "} {printf "  %-11s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create the venv (VENV=.venv) and pip install -e . (again when pyproject.toml changes)
 
@@ -38,26 +49,51 @@ $(STAMP): pyproject.toml
 	$(VPY) -m pip install $(PIP_FLAGS) -e .
 	touch $@
 
-test: install ## run the test suite (pytest; PYTEST_ARGS=... for more options)
+sandbox: ## install bubblewrap (the grader's sandbox) with apt-get when it is missing and we are root
+	@[ "$(SANDBOX)" = none ] || command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \
+		  { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; }; } || \
+		{ echo "bubblewrap is missing: install it (apt-get install bubblewrap), or grade with SANDBOX=none (unsafe)"; exit 1; }
+
+test: install sandbox ## run the test suite (pytest; PYTEST_ARGS=... for more options)
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+grade: install sandbox ## grade submitted/ into grades/ (no submitted/: the example class in examples/submitted/)
+	@[ -d "$(COURSE_DIR)/submitted" ] || echo "No $(COURSE_DIR)/submitted/ folder: grading the example class in examples/submitted/."
+	$(VPY) -m autograder grade $(SUBMITTED) --out $(GRADES) --sandbox $(SANDBOX) $(if $(JOBS),--jobs $(JOBS))
+
+calibrate: install sandbox ## retrain the reference (20 seeds per budget) and rewrite autograder/calibration.json
+	$(VPY) -m autograder calibrate
+
+collect: install ## nbgrader collect from the exchange (+ zip_collect of downloaded/autoencoders/) into submitted/
+	$(COURSE) collect
+
+feedback: install ## put grades/<student>/feedback.html where nbgrader release_feedback expects it, and release it
+	$(COURSE) feedback --grades $(GRADES)
+
+examples: install ## regenerate the example class in examples/submitted/ from the solution and the release
+	$(VPY) tools/make_examples.py
 
 notebook: install ## build solutions/autoencoders.ipynb from solutions/autoencoders.py
 	$(VPY) tools/build_notebook.py
 
-release: notebook ## regenerate the student release assignment/ with nbgrader
+assignment: notebook ## regenerate the student release assignment/ with nbgrader generate_assignment
 	$(VPY) tools/release.py
 
-check: install ## fail if the committed notebook or assignment/ is stale
+release: assignment ## regenerate assignment/ and release it to the nbgrader exchange (EXCHANGE=, COURSE_ID=)
+	$(COURSE) release
+
+check: install ## fail if the committed notebook, assignment/ or examples/ is stale
 	$(VPY) tools/build_notebook.py --check
 	$(VPY) tools/release.py --check
+	$(VPY) tools/make_examples.py --check
 
 solutions: notebook ## execute the solution notebook into build/solutions/ (QUICK=1: short mode)
 	$(VPY) tools/execute_notebook.py solutions/autoencoders.ipynb build/solutions/autoencoders.ipynb
 
-bench: install ## run the data-loading benchmark
+bench: install ## run the benchmarks: data loading, and grading one submission vs re-executing it
 	$(VPY) benchmarks/data_loading.py
-
-# (later: grade, collect, feedback, calibrate)
+	$(VPY) benchmarks/grading_speed.py
 
 clean: ## remove build/ and caches (keeps the venv and data/)
 	rm -rf build .pytest_cache *.egg-info

@@ -62,10 +62,14 @@ def extract_cell(source: str) -> str:
 
 def extract_notebook(path: str | Path) -> Extraction:
     """Read the notebook at ``path`` as plain JSON and extract each code cell's definitions."""
-    notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+    return extract_cells(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def extract_cells(notebook: dict) -> Extraction:
+    """Extract each code cell's definitions from a notebook already parsed from JSON."""
     result = Extraction()
     for index, cell in enumerate(notebook.get("cells", [])):
-        if cell.get("cell_type") != "code":
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
         if isinstance(source, list):
@@ -74,6 +78,9 @@ def extract_notebook(path: str | Path) -> Extraction:
             code = extract_cell(source)
         except SyntaxError as error:
             result.skipped.append((index, f"SyntaxError: {error.msg} (line {error.lineno})"))
+            continue
+        except (ValueError, TypeError, AttributeError) as error:  # null bytes, a source that is not text
+            result.skipped.append((index, f"unreadable cell source ({type(error).__name__})"))
             continue
         if code.strip():
             result.cells.append((index, code))

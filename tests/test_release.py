@@ -8,7 +8,7 @@
     ``check_<name>`` self-check cell;
 (e) the release ships ``labtools.py`` but not the jupytext source ``autoencoders.py``.
 
-Fix (a) with ``make notebook``, (b) with ``make release``, then commit the results.
+Fix (a) with ``make notebook``, (b) with ``make assignment``, then commit the results.
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def test_release_is_regenerated_exactly(solutions_dir, assignment_dir, tmp_path)
     fresh = tmp_path / "release"
     generate_release(fresh, solutions_dir)
     stale = diff_trees(fresh, assignment_dir)
-    assert not stale, f"assignment/ is stale ({'; '.join(stale)}): run `make release` and commit it"
+    assert not stale, f"assignment/ is stale ({'; '.join(stale)}): run `make assignment` and commit it"
 
 
 # (c) -------------------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ def test_no_solution_line_in_release(solutions_dir, assignment_dir):
     assert checked, "found no solution lines to check: are the BEGIN/END SOLUTION markers there?"
 
     files = sorted(p for p in assignment_dir.rglob("*") if p.is_file())
-    assert files, f"{assignment_dir} is empty: run `make release`"
+    assert files, f"{assignment_dir} is empty: run `make assignment`"
     leaks = []
     for path in files:
         text = _text_of(path)

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 generate_release(fresh, args.solutions)
                 stale = diff_trees(fresh, args.out)
             if stale:
-                print(f"{args.out} is stale ({'; '.join(stale)}): run `make release` and commit it",
+                print(f"{args.out} is stale ({'; '.join(stale)}): run `make assignment` and commit it",
                       file=sys.stderr)
                 return 1
             print(f"{args.out} is up to date ({time.perf_counter() - start:.1f} s)")

@@ -1,0 +1,92 @@
+"""Command line: ``python -m autograder grade PATH... --out DIR`` and ``python -m autograder calibrate``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DESCRIPTION = """Autograder for the autoencoder/VAE lab (実験3-4).
+
+grade: grades nbgrader submissions (submitted/<student_id>/autoencoders/*.ipynb) or notebooks.
+Student code runs only in a sandboxed worker (bubblewrap); the hidden pytest graders and every
+score stay in trusted processes. Writes DIR/grades.csv, DIR/<student_id>/results.json (Gradescope
+format), DIR/<student_id>/feedback.html, DIR/summary.txt and DIR/summary.png.
+
+calibrate: retrains the reference solution under each grading budget with many seeds and writes
+autograder/calibration.json (see `python -m autograder calibrate --help`)."""
+
+
+def grade_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from autograder import config, engine, report
+    from autograder.sandbox import SandboxUnavailable, check_bwrap
+
+    labtools = config.labtools()
+    try:
+        config.calibration()
+        submissions = engine.discover(args.paths)
+        if args.sandbox == "bwrap":
+            check_bwrap()
+        for dataset in sorted({budget["dataset"] for budget in config.budgets().values()}):
+            for train in (True, False):  # downloads when online; the sandboxed workers have no network
+                labtools.load_dataset(dataset, train=train, limit=1)
+    except (engine.BadInput, config.StaleCalibration, SandboxUnavailable, labtools.DatasetUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.sandbox == "none":
+        print("warning: --sandbox none runs student code unconfined; use it only for trusted notebooks",
+              file=sys.stderr)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    jobs = args.jobs or max(1, os.cpu_count() or 1)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    options = ["--sandbox", args.sandbox, "--device", device, "--memory-gb", str(args.memory_gb)]
+    for path in args.paths:
+        options += ["--hide", str(path.resolve() if path.is_dir() else path.resolve().parent)]
+    if args.select:
+        options += ["-k", args.select]
+    print(f"grading {len(submissions)} submission(s) on {device}, {jobs} at a time, sandbox: {args.sandbox}")
+    results = engine.grade_all(submissions, out, jobs=jobs, options=options)
+    questions = config.questions()
+    for student_id, result in results.items():
+        report.write_results_json(out / student_id / "results.json", result)
+        report.write_feedback_html(out / student_id / "feedback.html", student_id, result)
+    report.write_grades_csv(out / "grades.csv", results, list(questions))
+    table = report.summary_table(results, questions)
+    (out / "summary.txt").write_text(table + "\n")
+    report.summary_plot(out / "summary.png", results, questions)
+    print(table)
+    print(f"wrote {out / 'grades.csv'}, {out / 'summary.png'} and results.json + feedback.html per student")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    grade = commands.add_parser("grade", help="grade submissions", description=DESCRIPTION.split("\n\n")[1])
+    grade.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                       help="an nbgrader submitted/ folder, a folder of notebooks, or notebooks")
+    grade.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write the results")
+    grade.add_argument("--jobs", type=int, default=0, help="submissions graded at once (default: the CPU count)")
+    grade.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where student models train (default: cuda when available)")
+    grade.add_argument("--sandbox", choices=("bwrap", "none"), default="bwrap",
+                       help="bwrap (default) confines student code with bubblewrap; none is unsafe")
+    grade.add_argument("--memory-gb", type=float, default=6.0, help="memory cap per worker (default 6)")
+    grade.add_argument("-k", dest="select", metavar="EXPR", help="only the checks matching this pytest -k expression")
+    commands.add_parser("calibrate", help="recalibrate the training thresholds", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "calibrate":
+        from autograder import calibrate
+
+        return calibrate.main(rest)
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    return grade_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Calibrate the training checks: train the reference solution under each grading budget with many seeds.
+
+For every question with a training budget (questions.toml), the reference solution is trained by
+the grader's own loop, in the same sandboxed worker students get, once per seed; its held-out
+score is computed as in grading. The limit is set halfway between the worst reference seed and
+the trivial baseline (a model that outputs the mean training image):
+
+    threshold = max(reference) + ½·(baseline − max(reference))
+
+so a correct solution passes under any seed, and a model that learnt nothing fails. The figures,
+thresholds, budgets and device go to ``calibration.json`` (committed). It also stores 2,000 MNIST
+test latents of the reference MLP autoencoder, used by the k-means checks.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from autograder import config
+from autograder.client import Worker
+from autograder.extract import extract_notebook
+from autograder.sandbox import SandboxConfig, prepare_runtime
+from autograder.scoring import baseline_score, held_out_score
+
+LATENTS_BUDGET = {"model": "AutoEncoder", "kind": "ae", "dataset": "mnist", "n_train": 60000, "epochs": 2,
+                  "batch_size": 128, "lr": 0.001, "n_eval": 2000, "timeout_s": 300}
+
+
+def train_reference(worker: Worker, budget: dict, seed: int, device: str) -> tuple[dict, float]:
+    """Train the reference model under ``budget`` with ``seed``; return the worker's answer and the seconds taken."""
+    arguments = {key: budget[key] for key in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr", "n_eval")}
+    started = time.monotonic()
+    answer = worker.request("train", timeout=budget["timeout_s"] * 3, name=budget["model"], seed=seed, device=device,
+                            **arguments)
+    return answer, time.monotonic() - started
+
+
+def summarise(values: list[float], baseline: float, budget: dict, seconds: list[float]) -> dict:
+    worst = max(values)
+    return {
+        "budget": budget,
+        "values": [round(v, 6) for v in values],
+        "mean": statistics.fmean(values), "std": statistics.stdev(values), "min": min(values), "max": worst,
+        "baseline": baseline,
+        "threshold": worst + 0.5 * (baseline - worst),
+        "train_seconds_mean": statistics.fmean(seconds),
+    }
+
+
+def calibrate(seeds: int, jobs: int, device: str, sandbox: str, out: Path, latents_out: Path) -> dict:
+    load_dataset = config.labtools().load_dataset
+    cells = extract_notebook(config.REFERENCE_NOTEBOOK).cells
+    budgets = config.budgets()
+    tasks = [(qid, seed) for seed in range(seeds) for qid in budgets]
+    scores: dict[str, list[float]] = {qid: [0.0] * seeds for qid in budgets}
+    seconds: dict[str, list[float]] = {qid: [0.0] * seeds for qid in budgets}
+    x_eval = {name: load_dataset(name, train=False)[0] for name in {b["dataset"] for b in budgets.values()}}
+    with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
+        runtime = prepare_runtime(Path(tmp) / "runtime")
+        settings = SandboxConfig(mode=sandbox, device=device)
+        workers = [Worker(cells, runtime, settings, Path(tmp) / f"worker{i}.log") for i in range(jobs)]
+
+        def run(index: int, task: tuple[str, int]) -> None:
+            qid, seed = task
+            budget = budgets[qid]
+            answer, took = train_reference(workers[index % jobs], budget, seed, device)
+            result = {"info": answer["info"], "value": answer["outputs"]}
+            scores[qid][seed] = held_out_score(budget["kind"], result, x_eval[budget["dataset"]][: budget["n_eval"]],
+                                               budget["model"])
+            seconds[qid][seed] = took
+
+        with ThreadPoolExecutor(jobs) as pool, tqdm(total=len(tasks) + 1, desc="calibrate", unit="run") as bar:
+            lanes = [tasks[i::jobs] for i in range(jobs)]
+
+            def lane(index: int) -> None:
+                for task in lanes[index]:
+                    run(index, task)
+                    bar.update()
+
+            list(pool.map(lane, range(jobs)))
+            answer, _ = train_reference(workers[0], LATENTS_BUDGET, config.GRADING_SEED, device)
+            bar.update()
+        for worker in workers:
+            worker.close()
+    latents_out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(latents_out, answer["outputs"][0].numpy().astype(np.float32), allow_pickle=False)
+    questions = {}
+    for qid, budget in budgets.items():
+        x_train = load_dataset(budget["dataset"], train=True, limit=budget["n_train"])[0]
+        baseline = baseline_score(budget["kind"], x_train, x_eval[budget["dataset"]][: budget["n_eval"]])
+        questions[qid] = summarise(scores[qid], baseline, budget, seconds[qid])
+    report = {
+        "created": datetime.date.today().isoformat(),
+        "device": device if device == "cuda" else f"cpu ({platform.processor() or platform.machine()}), 1 thread",
+        "torch": torch.__version__,
+        "seeds": seeds,
+        "rule": "threshold = max + 0.5 * (baseline - max); baseline = the mean training image (mu = 0, logvar = 0)",
+        "questions": questions,
+    }
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder calibrate", description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20, help="reference runs per budget (default 20)")
+    parser.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--sandbox", choices=("bwrap", "none"), default="bwrap")
+    parser.add_argument("--out", type=Path, default=config.CALIBRATION_FILE)
+    parser.add_argument("--latents", type=Path, default=config.LATENTS_FILE)
+    args = parser.parse_args(argv)
+    if args.seeds < 2:
+        parser.error("--seeds must be at least 2")
+    torch.set_num_threads(1)
+    report = calibrate(args.seeds, args.jobs, args.device, args.sandbox, args.out, args.latents)
+    print(f"{'question':18} {'mean':>9} {'std':>8} {'max':>9} {'baseline':>9} {'threshold':>9}  s/run")
+    for qid, q in report["questions"].items():
+        print(f"{qid:18} {q['mean']:9.4f} {q['std']:8.4f} {q['max']:9.4f} {q['baseline']:9.4f} {q['threshold']:9.4f}"
+              f"  {q['train_seconds_mean']:.1f}")
+    print(f"wrote {args.out} and {args.latents}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""The grader's data: questions and points (``questions.toml``) and calibrated thresholds (``calibration.json``)."""
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+QUESTIONS_FILE = PACKAGE_DIR / "questions.toml"
+CALIBRATION_FILE = PACKAGE_DIR / "calibration.json"
+LATENTS_FILE = PACKAGE_DIR / "data" / "mnist_ae_latents.npy"
+REFERENCE_NOTEBOOK = PACKAGE_DIR.parent / "solutions" / "autoencoders.ipynb"
+GRADING_SEED = 0
+
+
+class StaleCalibration(RuntimeError):
+    """calibration.json is missing or was made for other budgets."""
+
+
+def labtools() -> ModuleType:
+    """The instructor's copy of ``labtools`` (solutions/labtools.py), imported in this trusted process."""
+    folder = str(REFERENCE_NOTEBOOK.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module("labtools")
+
+
+def questions(path: Path = QUESTIONS_FILE) -> dict[str, dict[str, Any]]:
+    """Question id -> {"points", "title", optional "budget"}, in the handout's order."""
+    with open(path, "rb") as file:
+        data = tomllib.load(file)
+    for qid, spec in data.items():
+        if not isinstance(spec.get("points"), (int, float)) or spec["points"] < 0:
+            raise ValueError(f"{path.name}: [{qid}] needs points = a number >= 0")
+    return data
+
+
+def budgets() -> dict[str, dict[str, Any]]:
+    """Question id -> training budget, for the questions that train a model."""
+    return {qid: spec["budget"] for qid, spec in questions().items() if "budget" in spec}
+
+
+def calibration(path: Path = CALIBRATION_FILE) -> dict[str, Any]:
+    """The committed calibration, checked against the current budgets."""
+    if not path.exists():
+        raise StaleCalibration(f"{path.name} is missing: run `make calibrate`")
+    data = json.loads(path.read_text())
+    for qid, budget in budgets().items():
+        recorded = data.get("questions", {}).get(qid, {}).get("budget")
+        if recorded != budget:
+            raise StaleCalibration(f"{path.name} was made for another {qid} budget: run `make calibrate`")
+    return data

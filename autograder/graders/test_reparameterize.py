@@ -1,0 +1,92 @@
+"""課題 2.1 ``reparameterize(mu, logvar)``: z = μ + σ·ε with σ = exp(½·logvar), ε ~ N(0, I).
+
+Property checks, no stored numbers: ∂z/∂μ = 1 and ∂z/∂logvar = ½·(z − μ); over many draws
+mean(z) ≈ μ and std(z) ≈ exp(½·logvar); the standardised noise is N(0, 1) (Kolmogorov–Smirnov).
+"""
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+from autograder.oracle import compare, expect, fail, result_of, tensor
+
+pytestmark = pytest.mark.question("reparameterize")
+
+N_DRAWS = 20_000
+MU = torch.tensor([1.0, -2.0])
+LOGVAR = torch.tensor([math.log(4.0), -1.0])  # σ = (2, 0.61); exp(logvar) = (4, 0.37); |logvar| = (1.39, 1)
+SIGMA = torch.exp(0.5 * LOGVAR)
+KS_LIMIT = 0.02  # the KS distance of 40,000 true N(0,1) draws is < 0.011 with probability 1 − 1e-4
+
+
+def draw(student, n: int = N_DRAWS) -> torch.Tensor:
+    result = student.request("call", name="reparameterize", args=[MU.expand(n, 2).clone(), LOGVAR.expand(n, 2).clone()])
+    return tensor(result, "z", shape=(n, 2), dtype="float32").double()
+
+
+def test_keeps_shape_dtype_and_device(student, device):
+    """z has the shape, dtype and device of mu."""
+    for shape, dtype in [((64, 2), torch.float32), ((8, 5), torch.float64)]:
+        mu, logvar = torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
+        result = student.request("call", name="reparameterize", args=[mu, logvar], device=device)
+        tensor(result, "z", shape=shape, dtype=str(dtype).replace("torch.", ""), device=device)
+
+
+def test_gradients_reach_mu_and_logvar(student):
+    """Gradients flow from z to mu and to logvar: ∂z/∂μ = 1, ∂z/∂logvar = ½·(z − μ)."""
+    generator = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(16, 2, generator=generator), torch.randn(16, 2, generator=generator)
+    weight = torch.randn(16, 2, generator=generator)
+    result = student.request("gradients", name="reparameterize", args=[mu, logvar], weight=weight)
+    z = tensor(result, "z", shape=(16, 2))
+    expect(result["attached"], "z is cut off from the graph, so no gradient reaches mu or logvar "
+                               "(detach(), .data, torch.no_grad() or a numpy round trip?)")
+    grad_mu, grad_logvar = result["grads"]
+    expect(grad_mu is not None, "no gradient reaches mu: z must be computed from mu (z = mu + std * eps)")
+    expect(grad_logvar is not None, "no gradient reaches logvar: std must be computed from logvar with torch "
+                                    "(std = torch.exp(0.5 * logvar)), and only eps sampled")
+    compare(result_of(grad_mu), weight,
+            "∂z/∂mu", rtol=1e-4, atol=1e-5, diagnoses=[(torch.zeros_like(weight), "no gradient reaches mu")])
+    expected = weight * 0.5 * (z - mu)
+    compare(result_of(grad_logvar), expected, "∂z/∂logvar", rtol=1e-3, atol=1e-5, diagnoses=[
+                (weight * (z - mu), "∂z/∂logvar is (z − μ), as if std = exp(logvar): std must be exp(0.5·logvar)"),
+                (weight * torch.ones_like(z), "∂z/∂logvar is 1: logvar is added to z instead of scaling the noise"),
+                (torch.zeros_like(weight), "no gradient reaches logvar (is eps multiplied by a detached std?)"),
+            ])
+
+
+def test_mean_and_std_match_mu_and_sigma(student):
+    """Over 20,000 draws, mean(z) ≈ μ and std(z) ≈ exp(½·logvar)."""
+    z = draw(student)
+    std, mean = z.std(dim=0), z.mean(dim=0)
+    expect(bool((std > 1e-6).all()), "z does not vary between draws: the noise eps is missing (z = mu?)")
+    candidates = [
+        (LOGVAR.exp(), "the spread of z is exp(logvar), it must be exp(0.5·logvar) (that is, sqrt(exp(logvar)))"),
+        (LOGVAR.abs(), "logvar is used as the standard deviation; std must be exp(0.5·logvar)"),
+        (torch.exp(-0.5 * LOGVAR), "the spread of z is exp(−0.5·logvar): the sign in the exponent is wrong"),
+        (0.5 * LOGVAR.abs(), "0.5·logvar is used as the standard deviation; std must be exp(0.5·logvar)"),
+        (torch.ones(2), "the spread of z does not depend on logvar (std must be exp(0.5·logvar))"),
+        (SIGMA / math.sqrt(12), "the noise has the spread of a uniform U(0, 1): use torch.randn_like, not rand_like"),
+    ]
+    if not torch.allclose(std.float(), SIGMA, rtol=0.03):
+        for wrong, message in candidates:
+            if torch.allclose(std.float(), wrong, rtol=0.03):
+                fail(message)
+        fail(f"std(z) is ({std[0]:.3f}, {std[1]:.3f}), expected exp(0.5·logvar) = ({SIGMA[0]:.3f}, {SIGMA[1]:.3f})")
+    limit = 5 * SIGMA.double() / math.sqrt(N_DRAWS)
+    expect(bool(((mean - MU.double()).abs() < limit).all()),
+           f"mean(z) is ({mean[0]:.3f}, {mean[1]:.3f}), expected mu = ({MU[0]:.1f}, {MU[1]:.1f}): "
+           "the noise must have mean 0 (z = mu + std * eps)")
+
+
+def test_noise_is_standard_normal(student):
+    """The noise is Gaussian (torch.randn_like), not uniform: a Kolmogorov–Smirnov test on (z − mean)/std."""
+    z = draw(student)
+    expect(bool((z.std(dim=0) > 1e-6).all()), "z does not vary between draws: the noise eps is missing")
+    standardised = ((z - z.mean(dim=0)) / z.std(dim=0)).flatten().numpy()
+    distance = stats.kstest(standardised, "norm").statistic
+    uniform = stats.kstest(standardised, "uniform", args=(-math.sqrt(3), 2 * math.sqrt(3))).statistic
+    if distance > KS_LIMIT:
+        hint = " It looks uniform: use torch.randn_like, not torch.rand_like." if uniform < KS_LIMIT else ""
+        fail(f"the noise is not normally distributed (KS distance {distance:.3f} > {KS_LIMIT}).{hint}")

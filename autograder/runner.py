@@ -1,0 +1,116 @@
+"""Grade one notebook: run the hidden pytest graders against it and write the checks' outcomes as JSON.
+
+Run as ``python -m autograder.runner NOTEBOOK --json OUT`` (the engine starts one per submission).
+This process is trusted: it parses the notebook as data, never runs it, and talks to the
+student's code only through a sandboxed :class:`~autograder.client.Worker`.
+
+Output: ``{"notebook", "checks": [{"id", "question", "title", "passed", "message", "seconds"}],
+"skipped_cells", "failed_cells", "worker_starts"}``. Scores are computed from it by the engine.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autograder.failures import GradingFailure
+from autograder.sandbox import SandboxConfig, prepare_runtime
+from autograder.submission import Context, read_notebook
+
+GRADERS_DIR = Path(__file__).resolve().parent / "graders"
+
+
+class Collector:
+    """A pytest plugin that records each check's outcome, keeping only messages meant for students."""
+
+    def __init__(self) -> None:
+        self.checks: list[dict[str, Any]] = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        outcome = yield
+        report = outcome.get_result()
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            marker = item.get_closest_marker("question")
+            doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
+            self.checks.append({
+                "id": item.nodeid.split("::", 1)[-1],
+                "question": marker.args[0] if marker else None,
+                "title": doc[0] if doc else item.name,
+                "passed": report.passed,
+                "message": "" if report.passed else self._message(call),
+                "seconds": round(report.duration, 3),
+            })
+
+    @staticmethod
+    def _message(call: pytest.CallInfo) -> str:
+        if call.excinfo is None:
+            return "failed"
+        error = call.excinfo.value
+        if isinstance(error, GradingFailure):
+            return str(error)
+        # A bug in the grader, not the student's: log it for the instructor, tell the student little.
+        traceback.print_exception(error, file=sys.stderr)
+        return f"internal grader error ({type(error).__name__}); please tell the instructor"
+
+
+def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: str | None = None) -> dict[str, Any]:
+    """Run the graders on one notebook; return the outcome of every check."""
+    runtime = prepare_runtime(workdir / "runtime")
+    context = Context(notebook_path=notebook_path, runtime=runtime, sandbox=sandbox, log_path=workdir / "worker.log")
+    read_notebook(context)
+    collector = Collector()
+    arguments = [str(GRADERS_DIR), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir", str(GRADERS_DIR),
+                 "-o", "addopts=", "-o", "python_files=test_*.py", "--no-header", "--tb=no", "-W", "ignore"]
+    if select:
+        arguments += ["-k", select]
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        code = pytest.main(arguments, plugins=[collector, context])
+    if code not in (0, 1):
+        raise RuntimeError(f"the graders could not run (pytest exit code {code})")
+    return {
+        "notebook": str(notebook_path),
+        "checks": collector.checks,
+        "skipped_cells": [list(s) for s in context.skipped],
+        "failed_cells": (context.load_report or {}).get("failed", []),
+        "notebook_error": context.notebook_error,
+        "worker_starts": context.worker_starts,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder.runner", description=__doc__.splitlines()[0])
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("--json", type=Path, required=True, help="where to write the checks' outcomes")
+    parser.add_argument("--sandbox", choices=("bwrap", "none"), default="bwrap")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--memory-gb", type=float, default=6.0)
+    parser.add_argument("--hide", type=Path, action="append", default=[], help="a folder to hide from the worker")
+    parser.add_argument("-k", dest="select", help="only the checks matching this pytest -k expression")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    sandbox = SandboxConfig(mode=args.sandbox, device=args.device, memory_gb=args.memory_gb,
+                            hidden=[*args.hide, args.notebook.resolve().parent, args.json.resolve().parent])
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="autograder-") as workdir:
+        result = grade(args.notebook, sandbox, Path(workdir), args.select)
+        log = Path(workdir, "worker.log")
+        result["worker_log_tail"] = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    result["seconds"] = round(time.monotonic() - started, 2)
+    args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

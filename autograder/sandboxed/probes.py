@@ -1,0 +1,221 @@
+"""Probes: the only things the trusted grader can ask the worker to do.
+
+Each probe takes the student's namespace and plain-data arguments, calls the student's code in
+a fixed, seeded way, and returns plain data (tensors on the CPU, numbers, strings, lists, dicts).
+:func:`describe` reports what a value *is* (type, shape, dtype, device) so the trusted side can
+give layered feedback (type, then shape, then value) without ever receiving a Python object.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from sandboxed import training
+
+PROBES: dict[str, Callable[..., Any]] = {}
+
+
+def probe(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Register ``function`` as the probe of the same name."""
+    PROBES[function.__name__] = function
+    return function
+
+
+def run(op: str, namespace: dict, args: dict) -> Any:
+    """Run the probe ``op``."""
+    if op not in PROBES:
+        raise KeyError(f"unknown probe {op!r}")
+    return PROBES[op](namespace, **args)
+
+
+def lookup(namespace: dict, name: str) -> Any:
+    """The student's object called ``name``, or a NameError that says why it is missing."""
+    if name not in namespace:
+        raise NameError(f"{name} is not defined (its cell is missing or failed to run)")
+    return namespace[name]
+
+
+def describe(value: Any) -> dict:
+    """What ``value`` is: type, and for tensors and arrays shape, dtype and device; recursive for sequences."""
+    if isinstance(value, torch.Tensor):
+        return {"type": "Tensor", "shape": list(value.shape), "dtype": str(value.dtype).replace("torch.", ""),
+                "device": value.device.type, "requires_grad": bool(value.requires_grad)}
+    if isinstance(value, np.ndarray):
+        return {"type": "ndarray", "shape": list(value.shape), "dtype": str(value.dtype), "device": "cpu",
+                "requires_grad": False}
+    if isinstance(value, (tuple, list)):
+        return {"type": type(value).__name__, "items": [describe(item) for item in value]}
+    return {"type": type(value).__name__}
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain data: tensors detached on the CPU, arrays as tensors, dicts with str keys,
+    tuples as lists, other objects as None."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, (tuple, list)):
+        return [plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, bool) or value is None:
+        return value
+    for kind in (int, float, str):  # also str and int subclasses such as torch.__version__
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return None
+
+
+def _device(name: str) -> torch.device:
+    return torch.device(name if name != "cuda" or torch.cuda.is_available() else "cpu")
+
+
+def _moved(values: list, device: torch.device) -> list:
+    return [v.to(device) if isinstance(v, torch.Tensor) else v for v in values]
+
+
+@probe
+def environment(namespace: dict) -> dict:
+    """The worker's torch version, device and thread count."""
+    return {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "threads": torch.get_num_threads()}
+
+
+@probe
+def call(namespace: dict, name: str, args: list, kwargs: dict | None = None, seed: int = 0,
+         device: str = "cpu") -> dict:
+    """``name(*args, **kwargs)`` after ``torch.manual_seed(seed)``: the result and its description."""
+    function = lookup(namespace, name)
+    torch.manual_seed(seed)
+    result = function(*_moved(args, _device(device)), **(kwargs or {}))
+    return {"value": plain(result), "info": describe(result)}
+
+
+@probe
+def gradients(namespace: dict, name: str, args: list, weight: torch.Tensor, seed: int = 0) -> dict:
+    """Call ``name(*args)`` with every tensor argument requiring grad, back-propagate ``sum(out * weight)``.
+
+    Returns the output, whether it is attached to the graph, and each argument's gradient (None if
+    no gradient reached it).
+    """
+    function = lookup(namespace, name)
+    inputs = [a.clone().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in args]
+    torch.manual_seed(seed)
+    out = function(*inputs)
+    attached = isinstance(out, torch.Tensor) and out.requires_grad
+    if attached:
+        (out * weight).sum().backward()
+    grads = [a.grad.clone() if isinstance(a, torch.Tensor) and a.grad is not None else None for a in inputs]
+    return {"value": plain(out), "info": describe(out), "attached": attached, "grads": grads}
+
+
+@probe
+def figure(namespace: dict, name: str, args: list, kwargs: dict | None = None) -> dict:
+    """Call the plotting function ``name`` and report the scatter plots in the figure it returns."""
+    import matplotlib.collections
+    import matplotlib.figure
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    result = lookup(namespace, name)(*args, **(kwargs or {}))
+    if not isinstance(result, matplotlib.figure.Figure):
+        return {"is_figure": False, "type": type(result).__name__}
+    result.canvas.draw()
+    scatters = []
+    for ax in result.axes:
+        for collection in ax.collections:
+            if isinstance(collection, matplotlib.collections.PathCollection):
+                scatters.append({
+                    "offsets": torch.as_tensor(np.asarray(collection.get_offsets(), dtype=np.float64)),
+                    "facecolors": torch.as_tensor(np.asarray(collection.get_facecolors(), dtype=np.float64)),
+                })
+    legend = any(ax.get_legend() is not None for ax in result.axes) or bool(result.legends)
+    plt.close("all")
+    return {"is_figure": True, "type": type(result).__name__, "scatters": scatters, "legend": legend}
+
+
+def _build(namespace: dict, name: str, kwargs: dict, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = lookup(namespace, name)(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name}(...) made a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _layer_types(module: Any) -> list[str] | None:
+    return [type(m).__name__ for m in module.modules()] if isinstance(module, nn.Module) else None
+
+
+@probe
+def model(namespace: dict, name: str, kwargs: dict, inputs: list, latent_dim: int = 2, seed: int = 0) -> dict:
+    """Build ``name(**kwargs)`` and run it in eval mode on each input.
+
+    For each input it reports the forward outputs, what went into and came out of
+    ``model.decoder`` during that forward (a forward hook), and ``model.decoder`` applied to
+    standard-normal latents of size ``latent_dim``.
+    """
+    net = _build(namespace, name, kwargs, seed)
+    net.eval()
+    report = {
+        "children": sorted(name for name, _ in net.named_children()),
+        "encoder_layers": _layer_types(getattr(net, "encoder", None)),
+        "decoder_layers": _layer_types(getattr(net, "decoder", None)),
+        "runs": [],
+    }
+    decoder = getattr(net, "decoder", None)
+    for x in inputs:
+        seen: dict = {}
+        hook = None
+        if isinstance(decoder, nn.Module):
+            hook = decoder.register_forward_hook(
+                lambda module, args, output: seen.update(input=plain(args[0] if args else None), output=plain(output)))
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            outputs = net(x)
+        if hook is not None:
+            hook.remove()
+        run = {"outputs": plain(outputs), "info": describe(outputs),
+               "decoder_input": seen.get("input"), "decoder_output": seen.get("output")}
+        if callable(decoder):
+            with torch.no_grad():
+                z = torch.randn(len(x), latent_dim, generator=torch.Generator().manual_seed(seed))
+                decoded = decoder(z)
+            run["decoded_prior"], run["decoded_prior_info"] = plain(decoded), describe(decoded)
+        report["runs"].append(run)
+    return report
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, train: bool) -> torch.Tensor:
+    from labtools import load_dataset
+
+    x, _ = load_dataset(name, train=train)
+    return x
+
+
+@probe
+def train(namespace: dict, name: str, kind: str, dataset: str, n_train: int, epochs: int, batch_size: int,
+          lr: float, n_eval: int, seed: int, kwargs: dict | None = None, device: str = "cpu") -> dict:
+    """Train ``name(**kwargs)`` with the grader's loop (:func:`training.fit`), then run it on held-out data.
+
+    Returns the training history and, for the first ``n_eval`` test images, the model's outputs in
+    eval mode (seeded, so a VAE's sampled reconstruction is reproducible).
+    """
+    where = _device(device)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    x_train = _dataset(dataset, True)[:n_train].to(where)
+    x_eval = _dataset(dataset, False)[:n_eval].to(where)
+    net = _build(namespace, name, kwargs or {}, seed).to(where)
+    history = training.fit(net, x_train, kind, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    net.eval()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        outputs = net(x_eval)
+    return {"history": history, "outputs": plain(outputs), "info": describe(outputs)}
+

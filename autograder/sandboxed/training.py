@@ -1,0 +1,54 @@
+"""The grader's own training loop and the reference objectives it trains with.
+
+The student's model is trained here, inside the worker, with *this* loop (Adam, fixed batch
+order from a seeded generator), never with the student's own loop or loss. The trusted side
+then scores the returned held-out outputs with the reference formula.
+
+Objectives (per sample, averaged over the batch):
+
+* ``"ae"``:  MSE(decoded, x), the mean over pixels, as in the lab;
+* ``"vae"``: [BCE_sum(reconstructed, x) + KL_sum] / B with
+  KL = -0.5 * sum(1 + logvar - mu^2 - exp(logvar)).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def objective(kind: str, model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    """The lab's training loss of ``model`` on the batch ``xb`` for ``kind`` in {"ae", "vae"}."""
+    if kind == "ae":
+        _, decoded = model(xb)
+        return F.mse_loss(decoded, xb)
+    reconstructed, mu, logvar = model(xb)
+    return vae_loss_sum(reconstructed, xb, mu, logvar) / len(xb)
+
+
+def vae_loss_sum(reconstructed: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """BCE(reconstructed, x) summed over pixels and batch, plus KL(N(mu, exp(logvar)) || N(0, I)) summed."""
+    bce = F.binary_cross_entropy(reconstructed.reshape(x.shape), x, reduction="sum")
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return bce + kl
+
+
+def fit(model: nn.Module, x: torch.Tensor, kind: str, *, epochs: int, batch_size: int, lr: float,
+        seed: int) -> list[float]:
+    """Train ``model`` on ``x`` with Adam; return the mean training loss of each epoch."""
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = []
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator).to(x.device)
+        total = 0.0
+        for start in range(0, len(x), batch_size):
+            xb = x[order[start : start + batch_size]]
+            loss = objective(kind, model, xb)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(xb)
+        history.append(total / len(x))
+    return history

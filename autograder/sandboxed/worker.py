@@ -1,0 +1,86 @@
+"""The sandboxed worker: loads a student's definitions, then answers probe requests.
+
+Run as ``python -m sandboxed.worker`` inside the sandbox. Requests come on stdin and answers go
+on a private copy of stdout; the student's own ``print`` output goes to stderr (a capped log).
+
+1. The first request is ``{"op": "load", "cells": [[label, source], ...]}``: each cell's
+   definitions run on their own, so one failing cell costs only the names it defines.
+2. Every later request is ``{"op": NAME, "args": {...}}`` for a probe in :mod:`sandboxed.probes`.
+   The answer is ``{"ok": True, "value": ...}`` or, when the student's code raised,
+   ``{"ok": False, "error": TYPE, "message": TEXT, "where": "cell `kmeans`, line 4: ..."}``.
+"""
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import traceback
+
+CELL_PREFIX = "<cell "
+
+
+def _where(error: BaseException) -> str:
+    """The innermost frame of the student's own code in ``error``'s traceback, if any."""
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename.startswith(CELL_PREFIX)]
+    if not frames:
+        return ""
+    frame = frames[-1]
+    cell = frame.filename[len(CELL_PREFIX) : -1]
+    text = f"cell {cell}, line {frame.lineno}"
+    return f"{text}: {frame.line.strip()}" if frame.line else text
+
+
+def _failure(error: BaseException) -> dict:
+    message = str(error).strip().splitlines()
+    return {"ok": False, "error": type(error).__name__, "message": message[0][:300] if message else "",
+            "where": _where(error)}
+
+
+def load_cells(cells: list, namespace: dict) -> dict:
+    """Run each cell's definitions in ``namespace``; report the names defined and the cells that failed."""
+    failed = []
+    for label, source in cells:
+        filename = f"{CELL_PREFIX}{label}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        try:
+            exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - sandboxed on purpose
+        except BaseException as error:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
+            failed.append([str(label), f"{type(error).__name__}: {str(error).strip()[:200]}"])
+    defined = sorted(name for name in namespace if not name.startswith("__"))
+    return {"defined": defined, "failed": failed}
+
+
+def main() -> None:
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # the student's prints go to the log, never into the answer stream
+    requests = os.fdopen(0, "rb", closefd=False)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+
+    torch.set_num_threads(1)
+    from sandboxed import probes
+    from sandboxed.protocol import ProtocolError, receive, send
+
+    namespace: dict = {"__name__": "__main__"}
+    while True:
+        try:
+            request = receive(requests)
+        except ProtocolError:
+            return
+        op = request.get("op")
+        try:
+            if op == "load":
+                value = load_cells(request["cells"], namespace)
+            else:
+                value = probes.run(op, namespace, request.get("args", {}))
+            answer = {"ok": True, "value": probes.plain(value)}
+        except BaseException as error:  # noqa: BLE001
+            answer = _failure(error)
+        send(answers, answer)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
