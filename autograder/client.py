@@ -113,7 +113,9 @@ class Worker:
             self.close()
             raise CheckTimeout(f"no answer within {timeout:g} s while {during} (an endless loop?)") from None
         except (ProtocolError, BrokenPipeError, OSError) as error:
-            if self.process.poll() is None:  # alive but talking nonsense: kill it
+            try:  # end of stream: bwrap reports the worker's exit a moment after the pipe closes
+                self.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:  # alive but talking nonsense: kill it
                 self.close()
                 raise WorkerCrashed(f"the worker sent an invalid answer while {during} ({error})") from None
             message_text = self._crash_message(during)

@@ -2,10 +2,10 @@
 
 With ``mode="bwrap"`` (the default) the worker runs under `bubblewrap <https://github.com/containers/bubblewrap>`_:
 
-* the whole file system read-only (``--ro-bind / /``), a private empty ``/tmp``, minimal ``/dev``
-  and ``/proc``;
+* the whole file system read-only (``--ro-bind / /``), a private empty ``/tmp`` of 256 MiB,
+  minimal ``/dev`` and ``/proc``;
 * the grader's repository (hidden tests, reference solution), the submissions and the output
-  folder hidden under empty tmpfs mounts; only the Python environment, the dataset folder and
+  folder hidden under empty read-only tmpfs mounts; only the Python environment, the dataset folder and
   the worker's own files (:mod:`autograder.sandboxed` and the student-facing ``labtools.py``) are
   bound back, read-only;
 * no network, its own PID/IPC/UTS namespaces, killed when the grader dies (``--die-with-parent``),
@@ -31,6 +31,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 RUNTIME_MOUNT = "/tmp/grader-runtime"
 LOG_LIMIT_BYTES = 8 * 2**20
+TMP_LIMIT_BYTES = 256 * 2**20  # the worker's private /tmp lives in RAM, outside the memory cap: keep it small
 
 
 class SandboxUnavailable(RuntimeError):
@@ -79,17 +80,21 @@ def _inside(path: Path, folders: list[Path]) -> bool:
 def bwrap_arguments(runtime: Path, config: SandboxConfig) -> list[str]:
     """The bubblewrap command line that confines the worker (everything before the program)."""
     hidden = sorted({REPO_ROOT, *(p.resolve() for p in config.hidden)})
-    arguments = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    arguments = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                 "--size", str(TMP_LIMIT_BYTES), "--tmpfs", "/tmp"]
     if config.device == "cuda":
         for node in sorted(Path("/dev").glob("nvidia*")):
             arguments += ["--dev-bind", str(node), str(node)]
-    for folder in hidden:
-        if folder.exists() and not _inside(Path("/tmp"), [folder]):
-            arguments += ["--tmpfs", str(folder)]
+    masked = [folder for folder in hidden if folder.exists() and not _inside(Path("/tmp"), [folder])]
+    for folder in masked:
+        arguments += ["--tmpfs", str(folder)]
     # Bind back, read-only, what the worker needs from inside the hidden folders.
     for folder in [*_python_roots(), config.data_dir]:
         if folder.exists() and _inside(folder, hidden):
             arguments += ["--ro-bind", str(folder), str(folder)]
+    # The empty tmpfs mounts are writable: make them read-only, after the bind-backs created their mount points.
+    for folder in masked:
+        arguments += ["--remount-ro", str(folder)]
     arguments += ["--ro-bind", str(runtime), RUNTIME_MOUNT, "--chdir", "/tmp",
                   "--unshare-all", "--die-with-parent", "--new-session"]
     return arguments

@@ -1,0 +1,181 @@
+"""The autograder on the example class, its outputs, its determinism, its CLI and its calibration.
+
+* every example student (tools/make_examples.STUDENTS) loses points on exactly the questions
+  listed for them; the reference scores 100/100 and the untouched template 0;
+* grades.csv, results.json (Gradescope's schema), feedback.html and the class summary;
+* grading the same submissions again gives the same results;
+* the reference solution passes every training check under 10 seeds it was not calibrated on.
+
+The example class is graded once per session (about 1.5 minutes on 2 cores).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from autograder import config
+from autograder.client import Worker
+from autograder.extract import extract_notebook
+from autograder.sandbox import SandboxConfig, prepare_runtime
+from autograder.scoring import held_out_score
+from tools.make_examples import QUESTIONS, STUDENTS
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO_ROOT / "examples" / "submitted"
+GRADER_SOURCE_MARKERS = ("def test_", "expect(", "pytest", "assert ", "autograder/graders")
+
+
+def grade(paths: list[Path], out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autograder", "grade", *map(str, paths), "--out", str(out), *extra],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=1800)
+
+
+@pytest.fixture(scope="session")
+def class_results(tmp_path_factory) -> Path:
+    """The example class graded into a temporary folder."""
+    out = tmp_path_factory.mktemp("grades")
+    process = grade([EXAMPLES], out)
+    assert process.returncode == 0, process.stderr[-3000:]
+    return out
+
+
+def read_csv(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as file:
+        return {row["student_id"]: row for row in csv.DictReader(file)}
+
+
+def test_question_ids_agree_everywhere():
+    """questions.toml, the graders' markers and the example class name the same questions, worth 100 in all."""
+    questions = config.questions()
+    assert tuple(questions) == QUESTIONS
+    assert sum(q["points"] for q in questions.values()) == 100
+    markers = set()
+    for path in (REPO_ROOT / "autograder" / "graders").glob("test_*.py"):
+        text = path.read_text()
+        markers |= {q for q in questions if f'"{q}"' in text}
+    assert markers == set(questions), f"questions without graders: {set(questions) - markers}"
+
+
+def test_every_student_loses_points_exactly_where_expected(class_results):
+    rows = read_csv(class_results / "grades.csv")
+    assert set(rows) == {s.id for s in STUDENTS}
+    questions = config.questions()
+    for student in STUDENTS:
+        row = rows[student.id]
+        lost = {q for q in questions if float(row[q]) < questions[q]["points"]}
+        assert lost == set(student.loses), f"{student.id} ({student.description}): lost {sorted(lost)}, " \
+                                           f"expected {sorted(student.loses)}"
+    assert float(rows["reference"]["total"]) == 100
+    assert float(rows["untouched"]["total"]) == 0
+
+
+def test_feedback_names_the_bug(class_results):
+    """The messages of the example students name their mistakes."""
+    expected = {
+        "exp_logvar": "exp(0.5·logvar)",
+        "kl_sign": "wrong sign",
+        "conv_no_sigmoid": "Sigmoid",
+        "kmeans_unseeded": "torch.Generator().manual_seed(seed)",
+        "no_plots": "fig_kmeans_ae has no figure",
+        "untouched": "NotImplementedError",
+        "cheater": "the KL term is missing",
+    }
+    for student_id, phrase in expected.items():
+        page = (class_results / student_id / "feedback.html").read_text(encoding="utf-8")
+        assert phrase in page, f"{student_id}'s feedback does not mention {phrase!r}"
+
+
+def test_outputs_follow_their_schemas(class_results):
+    rows = read_csv(class_results / "grades.csv")
+    header = next(csv.reader(open(class_results / "grades.csv", encoding="utf-8")))
+    assert header == ["student_id", *QUESTIONS, "total", "max_total"]
+    for student_id, row in rows.items():
+        results = json.loads((class_results / student_id / "results.json").read_text(encoding="utf-8"))
+        assert set(results) >= {"score", "tests"}
+        assert results["score"] == pytest.approx(float(row["total"]), abs=0.01)
+        assert sum(t["score"] for t in results["tests"]) == pytest.approx(results["score"], abs=0.01)
+        for test in results["tests"]:
+            assert set(test) >= {"name", "score", "max_score", "status", "output", "tags"}
+            assert len(test["tags"]) == 1 and test["tags"][0] in QUESTIONS
+            assert test["status"] in ("passed", "failed")
+            assert (test["status"] == "passed") == (test["score"] == test["max_score"])
+        page = (class_results / student_id / "feedback.html").read_text(encoding="utf-8")
+        assert page.startswith("<!doctype html>") and student_id in page
+        for marker in GRADER_SOURCE_MARKERS:
+            assert marker not in page, f"{student_id}'s feedback shows grader source ({marker!r})"
+    summary = (class_results / "summary.txt").read_text()
+    assert "mean" in summary and all(s.id in summary for s in STUDENTS)
+    assert (class_results / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grading_again_gives_the_same_results(class_results, tmp_path):
+    students = ["exp_logvar", "conv_no_sigmoid"]
+    process = grade([EXAMPLES / s for s in students], tmp_path)
+    assert process.returncode == 0, process.stderr[-3000:]
+    for student_id in students:
+        first = json.loads((class_results / student_id / "results.json").read_text())
+        second = json.loads((tmp_path / student_id / "results.json").read_text())
+        assert first["tests"] == second["tests"], f"{student_id}: a second grading run differs"
+        assert first["score"] == second["score"]
+
+
+def test_training_is_bitwise_reproducible(tmp_path):
+    """The grader's training loop gives identical outputs for the same seed in two fresh workers."""
+    cells = extract_notebook(config.REFERENCE_NOTEBOOK).cells
+    runtime = prepare_runtime(tmp_path / "runtime")
+    outputs = []
+    for attempt in range(2):
+        with Worker(cells, runtime, SandboxConfig(), tmp_path / f"log{attempt}") as worker:
+            answer = worker.request("train", timeout=120, name="VAE", kind="vae", dataset="mnist", n_train=4000,
+                                    epochs=1, batch_size=128, lr=1e-3, n_eval=200, seed=7)
+            outputs.append(answer["outputs"])
+    assert all(a.equal(b) for a, b in zip(*outputs))
+
+
+def test_cli_rejects_bad_input_in_one_line(tmp_path):
+    missing = grade([tmp_path / "nothing-here"], tmp_path / "out")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = grade([tmp_path / "empty"], tmp_path / "out")
+    assert empty.returncode == 2 and "no notebooks found" in empty.stderr
+    helped = subprocess.run([sys.executable, "-m", "autograder", "grade", "--help"], capture_output=True, text=True,
+                            cwd=REPO_ROOT)
+    assert helped.returncode == 0 and "results.json" in helped.stdout and "--sandbox" in helped.stdout
+
+
+def test_reference_passes_training_checks_under_unseen_seeds(tmp_path):
+    """A correct solution passes the calibrated limits under 10 seeds that calibration did not use."""
+    calibration = config.calibration()
+    budgets = config.budgets()
+    labtools = config.labtools()
+    cells = extract_notebook(config.REFERENCE_NOTEBOOK).cells
+    runtime = prepare_runtime(tmp_path / "runtime")
+    x_eval = labtools.load_dataset("mnist", train=False, limit=max(b["n_eval"] for b in budgets.values()))[0]
+    seeds = range(1000, 1010)
+    failures = []
+
+    def lane(index: int) -> None:
+        with Worker(cells, runtime, SandboxConfig(), tmp_path / f"lane{index}.log") as worker:
+            for seed in seeds[index::2]:
+                for qid, budget in budgets.items():
+                    arguments = {k: budget[k] for k in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr",
+                                                        "n_eval")}
+                    answer = worker.request("train", timeout=600, name=budget["model"], seed=seed, **arguments)
+                    value = held_out_score(budget["kind"], {"info": answer["info"], "value": answer["outputs"]},
+                                           x_eval[: budget["n_eval"]], budget["model"])
+                    if value > calibration["questions"][qid]["threshold"]:
+                        failures.append((qid, seed, value))
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lane, range(2)))
+    assert not failures, f"the reference fails a calibrated limit: {failures}"
