@@ -64,8 +64,9 @@ def write_feedback_html(path: Path, student_id: str, result: dict[str, Any]) -> 
     parts = [f"<!doctype html><html lang='ja'><head><meta charset='utf-8'><title>Feedback: {e(student_id)}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>実験3-4 自己符号化器 — feedback for {e(student_id)}</h1>",
-             f"<p><b>Total: {_points(result['total'])} / {_points(result['max_total'])}</b> "
-             "(autograded part; the written answers are graded by the teaching staff)</p>"]
+             f"<p><b>合計 Total: {_points(result['total'])} / {_points(result['max_total'])}</b> "
+             "(自動採点の部分。考察は教員・TA が採点します / autograded part; the written answers are graded by the "
+             "teaching staff)</p>"]
     for line in notes(result):
         parts.append(f"<p class='note'>{e(line)}</p>")
     for qid, question in result["questions"].items():
@@ -74,7 +75,8 @@ def write_feedback_html(path: Path, student_id: str, result: dict[str, Any]) -> 
         if not question["checks"]:
             parts.append("<p class='note'>not graded (see the notes above)</p>")
             continue
-        parts.append("<table><tr><th></th><th>check</th><th class='pts'>points</th><th>details</th></tr>")
+        parts.append("<table><tr><th></th><th>確認項目 check</th><th class='pts'>点 points</th>"
+                     "<th>詳細 details</th></tr>")
         for check in question["checks"]:
             mark = "<span class='pass'>✔</span>" if check["passed"] else "<span class='fail'>✘</span>"
             parts.append(f"<tr><td>{mark}</td><td>{e(check['title'])}</td><td class='pts'>{_points(check['points'])} / "
@@ -118,6 +120,7 @@ def summary_plot(path: Path, results: dict[str, dict], questions: dict[str, dict
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     totals = [r["total"] for r in results.values()]
     maximum = next(iter(results.values()))["max_total"]
@@ -128,6 +131,7 @@ def summary_plot(path: Path, results: dict[str, dict], questions: dict[str, dict
     left.hist(totals, bins=range(0, int(maximum) + 6, 5), color="#4c72b0", edgecolor="white")
     left.set(title=f"Totals ({len(totals)} submissions)", xlabel=f"points (of {_points(maximum)})", ylabel="students",
              xlim=(0, maximum + 5))
+    left.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     bars = right.barh(ids[::-1], percent[::-1], color="#55a868")
     right.bar_label(bars, fmt="%.0f%%", padding=3)
     right.set(title="Class mean per question", xlabel="% of the question's points", xlim=(0, 110))

@@ -22,8 +22,8 @@ Usage::
 
     python tools/course.py release                     # hand out assignment/ (rerunnable)
     python tools/course.py collect                     # exchange + downloaded/ -> submitted/
-    python -m autograder grade submitted --out build/grades
-    python tools/course.py feedback --grades build/grades
+    python -m autograder grade submitted --out grades   # or: make grade
+    python tools/course.py feedback --grades grades
 """
 from __future__ import annotations
 

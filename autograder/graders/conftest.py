@@ -1,7 +1,6 @@
 """Fixtures shared by the graders: the student's worker, the reference solution, the calibration."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -18,7 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def context(request: pytest.FixtureRequest) -> Any:
-    """The submission being graded (see :class:`autograder.runner.Context`)."""
+    """The submission being graded (see :class:`autograder.submission.Context`)."""
     from autograder.submission import Context
 
     return next(p for p in request.config.pluginmanager.get_plugins() if isinstance(p, Context))

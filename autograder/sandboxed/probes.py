@@ -174,7 +174,8 @@ def model(namespace: dict, name: str, kwargs: dict, inputs: list, latent_dim: in
         hook = None
         if isinstance(decoder, nn.Module):
             hook = decoder.register_forward_hook(
-                lambda module, args, output: seen.update(input=plain(args[0] if args else None), output=plain(output)))
+                lambda module, args, output, seen=seen: seen.update(input=plain(args[0] if args else None),
+                                                                    output=plain(output)))
         torch.manual_seed(seed)
         with torch.no_grad():
             outputs = net(x)
