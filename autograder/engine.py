@@ -51,7 +51,10 @@ def discover(paths: list[Path]) -> list[Submission]:
             student = parts[-3] if len(parts) >= 3 and parts[-2] == ASSIGNMENT else path.stem
             found[student] = Submission(student, path)
         elif path.is_dir():
-            # submitted/ (one folder per student), or one student's folder submitted/<student_id>
+            # submitted/ (one folder per student), one student's folder submitted/<student_id>, or its autoencoders/
+            if path.resolve().name == ASSIGNMENT and _pick_notebook(path) is not None:
+                found[path.resolve().parent.name] = Submission(path.resolve().parent.name, _pick_notebook(path))
+                continue
             students = [path] if (path / ASSIGNMENT).is_dir() else [
                 d for d in sorted(path.iterdir()) if (d / ASSIGNMENT).is_dir()]
             for student_dir in students:

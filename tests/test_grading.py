@@ -176,3 +176,37 @@ def test_reference_passes_training_checks_under_unseen_seeds(tmp_path):
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lane, range(2)))
     assert not failures, f"the reference fails a calibrated limit: {failures}"
+
+
+def test_discover_accepts_the_documented_paths(tmp_path):
+    from autograder.engine import BadInput, discover
+
+    for student in ("amy", "bob"):
+        folder = tmp_path / "submitted" / student / "autoencoders"
+        folder.mkdir(parents=True)
+        (folder / "autoencoders.ipynb").write_text("{}")
+    (tmp_path / "submitted" / "amy" / "autoencoders" / "notes.txt").write_text("")
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "carol.ipynb").write_text("{}")
+    assert [s.student_id for s in discover([tmp_path / "submitted"])] == ["amy", "bob"]
+    assert [s.student_id for s in discover([tmp_path / "submitted" / "bob"])] == ["bob"]
+    assert [s.student_id for s in discover([tmp_path / "loose"])] == ["carol"]
+    one = discover([tmp_path / "submitted" / "amy" / "autoencoders" / "autoencoders.ipynb"])
+    assert [s.student_id for s in one] == ["amy"]
+    assert [s.student_id for s in discover([tmp_path / "submitted" / "amy" / "autoencoders"])] == ["amy"]
+    with pytest.raises(BadInput, match="not a notebook"):
+        discover([tmp_path / "submitted" / "amy" / "autoencoders" / "notes.txt"])
+
+
+def test_a_failed_runner_scores_zero_with_its_reason(tmp_path):
+    """If grading one submission fails outright, that student gets 0 and the reason; nothing else is affected."""
+    from autograder.engine import score
+    from autograder.report import write_feedback_html, write_results_json
+
+    result = score({"notebook": "x.ipynb", "checks": [], "runner_error": "the grader itself failed (timeout)"},
+                   config.questions())
+    assert result["total"] == 0 and result["max_total"] == 100
+    write_results_json(tmp_path / "results.json", result)
+    write_feedback_html(tmp_path / "feedback.html", "amy", result)
+    assert "the grader itself failed" in json.loads((tmp_path / "results.json").read_text())["output"]
+    assert "the grader itself failed" in (tmp_path / "feedback.html").read_text()
