@@ -40,10 +40,9 @@ LATENTS_BUDGET = {"model": "AutoEncoder", "kind": "ae", "dataset": "mnist", "n_t
 
 def train_reference(worker: Worker, budget: dict, seed: int, device: str) -> tuple[dict, float]:
     """Train the reference model under ``budget`` with ``seed``; return the worker's answer and the seconds taken."""
-    arguments = {key: budget[key] for key in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr", "n_eval")}
     started = time.monotonic()
     answer = worker.request("train", timeout=budget["timeout_s"] * 3, name=budget["model"], seed=seed, device=device,
-                            **arguments)
+                            **config.train_arguments(budget))
     return answer, time.monotonic() - started
 
 

@@ -48,6 +48,11 @@ def budgets() -> dict[str, dict[str, Any]]:
     return {qid: spec["budget"] for qid, spec in questions().items() if "budget" in spec}
 
 
+def train_arguments(budget: dict[str, Any]) -> dict[str, Any]:
+    """The ``train`` probe's arguments for a budget (everything but the model's name and the time limit)."""
+    return {key: budget[key] for key in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr", "n_eval")}
+
+
 def calibration(path: Path = CALIBRATION_FILE) -> dict[str, Any]:
     """The committed calibration, checked against the current budgets."""
     if not path.exists():

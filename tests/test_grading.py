@@ -165,9 +165,8 @@ def test_reference_passes_training_checks_under_unseen_seeds(tmp_path):
         with Worker(cells, runtime, SandboxConfig(), tmp_path / f"lane{index}.log") as worker:
             for seed in seeds[index::2]:
                 for qid, budget in budgets.items():
-                    arguments = {k: budget[k] for k in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr",
-                                                        "n_eval")}
-                    answer = worker.request("train", timeout=600, name=budget["model"], seed=seed, **arguments)
+                    answer = worker.request("train", timeout=600, name=budget["model"], seed=seed,
+                                            **config.train_arguments(budget))
                     value = held_out_score(budget["kind"], {"info": answer["info"], "value": answer["outputs"]},
                                            x_eval[: budget["n_eval"]], budget["model"])
                     if value > calibration["questions"][qid]["threshold"]:

@@ -18,9 +18,8 @@ PLAUSIBLE_FRACTION = 0.5  # a score below half the best reference run is not bel
 def train_once(student: Worker, question: str, device: str) -> Attempt:
     """Train the question's model under its budget (one attempt; failures are kept for every check)."""
     budget = config.budgets()[question]
-    arguments = {key: budget[key] for key in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr", "n_eval")}
     return Attempt(lambda: student.request("train", timeout=budget["timeout_s"], name=budget["model"],
-                                           seed=config.GRADING_SEED, device=device, **arguments))
+                                           seed=config.GRADING_SEED, device=device, **config.train_arguments(budget)))
 
 
 def check_score(attempt: Attempt, question: str, calibration: dict, held_out_images: torch.Tensor) -> None:
