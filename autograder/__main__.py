@@ -21,7 +21,8 @@ def grade_command(args: argparse.Namespace) -> int:
     import torch
 
     from autograder import config, engine, report
-    from autograder.sandbox import SandboxUnavailable, check_bwrap
+    from autograder.sandbox import SandboxUnavailable, check_bwrap, describe, prepare_training_data, \
+        training_data_cache
 
     labtools = config.labtools()
     try:
@@ -29,9 +30,10 @@ def grade_command(args: argparse.Namespace) -> int:
         submissions = engine.discover(args.paths)
         if args.sandbox == "bwrap":
             check_bwrap()
-        for dataset in sorted({budget["dataset"] for budget in config.budgets().values()}):
-            for train in (True, False):  # downloads when online; the sandboxed workers have no network
-                labtools.load_dataset(dataset, train=train, limit=1)
+        for dataset in config.datasets():  # downloads what is missing when online; the sandboxes have no network
+            _, folder, files, _ = labtools._SPECS[dataset]
+            if not all((labtools.data_dir() / folder / name).is_file() for name in files):
+                labtools.load_dataset(dataset, train=True, limit=1)
     except (engine.BadInput, config.StaleCalibration, SandboxUnavailable, labtools.DatasetUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -43,12 +45,12 @@ def grade_command(args: argparse.Namespace) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     options = ["--sandbox", args.sandbox, "--device", device, "--memory-gb", str(args.memory_gb)]
-    for path in args.paths:
-        options += ["--hide", str(path.resolve() if path.is_dir() else path.resolve().parent)]
     if args.select:
         options += ["-k", args.select]
-    print(f"grading {len(submissions)} submission(s) on {device}, {jobs} at a time, sandbox: {args.sandbox}")
-    results = engine.grade_all(submissions, out, jobs=jobs, options=options)
+    print(f"grading {len(submissions)} submission(s) on {device}, {jobs} at a time")
+    print(f"sandbox: {describe() if args.sandbox == 'bwrap' else 'none (unsafe: student code runs unconfined)'}")
+    data = prepare_training_data(training_data_cache(), config.datasets())  # the training split, for the sandboxes
+    results = engine.grade_all(submissions, out, jobs=jobs, options=[*options, "--train-data", str(data)])
     questions = config.questions()
     for student_id, result in results.items():
         report.write_results_json(out / student_id / "results.json", result)

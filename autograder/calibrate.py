@@ -29,21 +29,20 @@ import torch
 from tqdm import tqdm
 
 from autograder import config
+from autograder.bottleneck import TrainedModel, held_out_images, train_encode_decode
 from autograder.client import Worker
 from autograder.extract import extract_notebook
-from autograder.sandbox import SandboxConfig, prepare_runtime
+from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
 from autograder.scoring import baseline_score, held_out_score
 
-LATENTS_BUDGET = {"model": "AutoEncoder", "kind": "ae", "dataset": "mnist", "n_train": 60000, "epochs": 2,
-                  "batch_size": 128, "lr": 0.001, "n_eval": 2000, "timeout_s": 300}
 
-
-def train_reference(worker: Worker, budget: dict, seed: int, device: str) -> tuple[dict, float]:
-    """Train the reference model under ``budget`` with ``seed``; return the worker's answer and the seconds taken."""
+def train_reference(workers: tuple[Worker, Worker], budget: dict, seed: int, device: str) -> tuple[TrainedModel, float]:
+    """Train, encode and decode the reference model under ``budget`` with ``seed``, exactly as grading does."""
     started = time.monotonic()
-    answer = worker.request("train", timeout=budget["timeout_s"] * 3, name=budget["model"], seed=seed, device=device,
-                            **config.train_arguments(budget))
-    return answer, time.monotonic() - started
+    slow = {**budget, "timeout_s": budget["timeout_s"] * 3}
+    x_eval = held_out_images(budget["dataset"], budget["n_eval"])
+    trained = train_encode_decode(*workers, slow, device, x_eval, seed=seed)
+    return trained, time.monotonic() - started
 
 
 def summarise(values: list[float], baseline: float, budget: dict, seconds: list[float]) -> dict:
@@ -65,18 +64,20 @@ def calibrate(seeds: int, jobs: int, device: str, sandbox: str, out: Path, laten
     tasks = [(qid, seed) for seed in range(seeds) for qid in budgets]
     scores: dict[str, list[float]] = {qid: [0.0] * seeds for qid in budgets}
     seconds: dict[str, list[float]] = {qid: [0.0] * seeds for qid in budgets}
-    x_eval = {name: load_dataset(name, train=False)[0] for name in {b["dataset"] for b in budgets.values()}}
+    latents_budget = config.questions()["kmeans"]["latents"]
     with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
         runtime = prepare_runtime(Path(tmp) / "runtime")
-        settings = SandboxConfig(mode=sandbox, device=device)
-        workers = [Worker(cells, runtime, settings, Path(tmp) / f"worker{i}.log") for i in range(jobs)]
+        data = prepare_training_data(training_data_cache(), sorted({*config.datasets(), latents_budget["dataset"]}))
+        settings = SandboxConfig(mode=sandbox, device=device, data=data)
+        workers = [tuple(Worker(cells, runtime, settings, Path(tmp) / f"{role}{i}.log") for role in ("train", "encode"))
+                   for i in range(jobs)]
 
         def run(index: int, task: tuple[str, int]) -> None:
             qid, seed = task
             budget = budgets[qid]
-            answer, took = train_reference(workers[index % jobs], budget, seed, device)
-            result = {"info": answer["info"], "value": answer["outputs"]}
-            scores[qid][seed] = held_out_score(budget["kind"], result, x_eval[budget["dataset"]][: budget["n_eval"]],
+            trained, took = train_reference(workers[index % jobs], budget, seed, device)
+            x_eval = held_out_images(budget["dataset"], budget["n_eval"])
+            scores[qid][seed] = held_out_score(budget["kind"], trained.images, trained.latents, x_eval,
                                                budget["model"])
             seconds[qid][seed] = took
 
@@ -89,19 +90,21 @@ def calibrate(seeds: int, jobs: int, device: str, sandbox: str, out: Path, laten
                     bar.update()
 
             list(pool.map(lane, range(jobs)))
-            answer, _ = train_reference(workers[0], LATENTS_BUDGET, config.GRADING_SEED, device)
+            reference_ae, _ = train_reference(workers[0], latents_budget, config.GRADING_SEED, device)
             bar.update()
-        for worker in workers:
-            worker.close()
+        for pair in workers:
+            for worker in pair:
+                worker.close()
     latents_out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(latents_out, answer["outputs"][0].numpy().astype(np.float32), allow_pickle=False)
+    np.save(latents_out, reference_ae.latents[0].numpy().astype(np.float32), allow_pickle=False)
     questions = {}
     for qid, budget in budgets.items():
         x_train = load_dataset(budget["dataset"], train=True, limit=budget["n_train"])[0]
-        baseline = baseline_score(budget["kind"], x_train, x_eval[budget["dataset"]][: budget["n_eval"]])
+        baseline = baseline_score(budget["kind"], x_train, held_out_images(budget["dataset"], budget["n_eval"]))
         questions[qid] = summarise(scores[qid], baseline, budget, seconds[qid])
     report = {
         "created": datetime.date.today().isoformat(),
+        "pipeline": config.PIPELINE,
         "device": device if device == "cuda" else f"cpu ({platform.processor() or platform.machine()}), 1 thread",
         "torch": torch.__version__,
         "seeds": seeds,

@@ -6,7 +6,13 @@ code can fail into a :class:`~autograder.failures.GradingFailure` whose text is 
 
 * the code raised → :class:`StudentError` (type, message and the student's cell and line);
 * no answer in time → :class:`CheckTimeout`; the worker is killed and restarted for the next check;
-* the process died → :class:`WorkerCrashed`; restarted for the next check.
+* the process died → :class:`WorkerCrashed` (saying so when its memory or process limit was hit);
+  restarted for the next check;
+* it answered something that is not a valid message → :class:`WorkerCrashed`; restarted.
+
+Every piece of text in a failure that the student's code controls goes through the submission's
+:class:`~autograder.failures.StudentText` budget. Answers are decoded under the request's deadline,
+with the protocol's caps on size, so a hostile worker costs only the check it answers.
 
 If loading the definitions itself kills or hangs the worker, every later request fails at once
 with that reason instead of restarting again and again.
@@ -17,13 +23,18 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from autograder.failures import CheckTimeout, StudentError, WorkerCrashed
+from autograder.failures import CheckTimeout, StudentError, StudentText, WorkerCrashed
+from autograder.limits import WorkerGroup
 from autograder.sandbox import SandboxConfig, start_worker
-from autograder.sandboxed.protocol import ProtocolError, receive, send
+from autograder.sandboxed.protocol import ProtocolError, receive
+from autograder.sandboxed.protocol import send as send_message
+
+TYPE_NAME_CHARS = 40
 
 
 class _DeadlineReader:
@@ -42,22 +53,40 @@ class _DeadlineReader:
 class Worker:
     """One student's definitions, loaded in a sandboxed process."""
 
-    def __init__(self, cells: list[tuple[int, str]], runtime: Path, config: SandboxConfig, log_path: Path,
-                 load_timeout: float = 60.0) -> None:
+    def __init__(self, cells: list[tuple[str, str]], runtime: Path, config: SandboxConfig, log_path: Path,
+                 load_timeout: float = 60.0, text: StudentText | None = None) -> None:
         self.cells, self.runtime, self.config, self.log_path = cells, runtime, config, log_path
         self.load_timeout = load_timeout
+        self.text = text if text is not None else StudentText()
         self.process: subprocess.Popen | None = None
+        self.group: WorkerGroup | None = None
         self.loaded: dict[str, Any] | None = None
         self.broken: str | None = None  # set when loading the definitions itself failed
         self.starts = 0
+        self._load_deadline: float | None = None  # set while the load request is sent but not yet answered
+        self._lock = threading.RLock()  # one request at a time (the training plan sends from other threads)
 
     # -- process management -------------------------------------------------------------------
+    def prestart(self) -> None:
+        """Start the process and send it the definitions without waiting for the answer, so that its
+        start-up (imports, definitions) overlaps other work; the next request collects the answer."""
+        if self.process is None and not self.broken:
+            self.starts += 1
+            self.process, self.group = start_worker(self.runtime, self.config, self.log_path)
+            self._load_deadline = time.monotonic() + self.load_timeout
+            self._exchange(self._load_message(), self._load_deadline, "loading the notebook's definitions",
+                           answer=False)
+
+    def _load_message(self) -> dict:
+        return {"op": "load", "cells": [list(c) for c in self.cells]}
+
     def _start(self) -> None:
-        self.starts += 1
-        self.process = start_worker(self.runtime, self.config, self.log_path)
+        if self.process is None:
+            self.prestart()
+        deadline, self._load_deadline = self._load_deadline, None
         try:
-            self.loaded = self._exchange({"op": "load", "cells": [list(c) for c in self.cells]},
-                                         self.load_timeout, "loading the notebook's definitions")
+            self.loaded = self._exchange(self._load_message(), deadline, "loading the notebook's definitions",
+                                         send=False)
         except CheckTimeout:
             self.broken = (f"loading the notebook's definitions took over {self.load_timeout:.0f} s "
                            "(code at the top level of a class or a default argument that never ends?)")
@@ -67,13 +96,17 @@ class Worker:
             raise WorkerCrashed(self.broken) from None
 
     def close(self) -> None:
-        """Kill the worker and its process group."""
+        """Kill the worker, everything it started, and remove its resource group."""
         if self.process is None:
             return
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
+        if self.group is not None:
+            self.group.remove()
+            self.group = None
+        self._load_deadline = None
         self.process.wait()
         for stream in (self.process.stdin, self.process.stdout):
             if stream:
@@ -100,18 +133,34 @@ class Worker:
             reason = f"killed by {signal.Signals(-code).name}"
             if -code == signal.SIGKILL:
                 reason += " (out of memory?)"
+        if self.group is not None and self.group.oom_killed():
+            reason = f"killed for using more than its {self.config.memory_gb:g} GB of memory"
+        elif code is not None and code < 0 and self.group is not None and self.group.pids_limited():
+            reason += f"; it tried to start more than {self.config.max_pids} processes or threads"
         tail = self._log_tail()
-        return f"the worker process died while {during} ({reason})" + (f"; last output: {tail}" if tail else "")
+        text = f"the worker process died while {during} ({reason})"
+        return text + (f"; last output: {self.text.take(tail)}" if tail else "")
 
     # -- requests ---------------------------------------------------------------------------
-    def _exchange(self, message: dict, timeout: float, during: str) -> Any:
+    def _exchange(self, message: dict, deadline: float, during: str, *, send: bool = True,
+                  answer: bool = True) -> Any:
+        """Send ``message`` and/or read its answer before ``deadline`` (time.monotonic())."""
+        allowed = self.load_timeout if message.get("op") == "load" else deadline - time.monotonic()
         assert self.process is not None and self.process.stdin and self.process.stdout
         try:
-            send(self.process.stdin, message)
-            answer = receive(_DeadlineReader(self.process.stdout.fileno(), time.monotonic() + timeout))
+            if send:
+                send_message(self.process.stdin, message)
+            if not answer:
+                return None
+            reply = receive(_DeadlineReader(self.process.stdout.fileno(), deadline))
+            if time.monotonic() > deadline:  # decoding is bounded by the protocol's caps; still, no free time
+                raise TimeoutError
         except TimeoutError:
             self.close()
-            raise CheckTimeout(f"no answer within {timeout:g} s while {during} (an endless loop?)") from None
+            raise CheckTimeout(f"no answer within {allowed:.3g} s while {during} (an endless loop?)") from None
+        except (TypeError, ValueError) as error:  # the request itself is over the protocol's caps
+            self.close()
+            raise WorkerCrashed(f"the grader could not send the request for {during} ({error})") from None
         except (ProtocolError, BrokenPipeError, OSError) as error:
             try:  # end of stream: bwrap reports the worker's exit a moment after the pipe closes
                 self.process.wait(timeout=2)
@@ -121,17 +170,45 @@ class Worker:
             message_text = self._crash_message(during)
             self.close()
             raise WorkerCrashed(message_text) from None
-        if not answer.get("ok"):
-            raise StudentError(str(message.get("args", {}).get("name", "the code")), str(answer.get("error")),
-                               str(answer.get("message", "")), str(answer.get("where", "")))
-        return answer.get("value")
+        if not isinstance(reply, dict) or "ok" not in reply:
+            self.close()
+            raise WorkerCrashed(f"the worker sent an invalid answer while {during}")
+        if not reply.get("ok"):
+            raise StudentError(str(message.get("args", {}).get("name", "the code")),
+                               self.text.take(str(reply.get("error"))[:TYPE_NAME_CHARS]),
+                               self.text.take(reply.get("message", "")), self.text.take(reply.get("where", "")))
+        return _clip_type_names(reply.get("value"))
+
+    def failed_cells(self) -> list[list[str]]:
+        """The cells whose definitions raised while loading: [label, reason] (reason budgeted)."""
+        failed = (self.loaded or {}).get("failed", [])
+        if not isinstance(failed, list):
+            return []
+        return [[self.text.take(str(item[0])[:TYPE_NAME_CHARS]), self.text.take(item[1])]
+                for item in failed[:50] if isinstance(item, list) and len(item) == 2]
 
     def request(self, op: str, timeout: float = 30.0, **args: Any) -> Any:
-        """Run probe ``op`` with ``args`` in the worker and return its plain-data answer."""
+        """Run probe ``op`` with ``args`` in the worker and return its plain-data answer (thread-safe)."""
+        with self._lock:
+            return self._request(op, timeout, args)
+
+    def _request(self, op: str, timeout: float, args: dict[str, Any]) -> Any:
         if self.broken:
             raise WorkerCrashed(self.broken)
-        if self.process is None or self.process.poll() is not None:
+        if self._load_deadline is None and (self.process is None or self.process.poll() is not None):
             self.close()
             self._start()
+        elif self._load_deadline is not None:  # prestarted: collect the load answer first
+            self._start()
         name = args.get("name", op)
-        return self._exchange({"op": op, "args": args}, timeout, f"running {name}")
+        return self._exchange({"op": op, "args": args}, time.monotonic() + timeout, f"running {name}")
+
+
+def _clip_type_names(value: Any) -> Any:
+    """Clip the ``type`` names in a worker's value descriptions: graders quote them in feedback."""
+    if isinstance(value, dict):
+        return {key: (item[:TYPE_NAME_CHARS] if key == "type" and isinstance(item, str) else _clip_type_names(item))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clip_type_names(item) for item in value]
+    return value

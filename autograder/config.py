@@ -19,6 +19,8 @@ CALIBRATION_FILE = PACKAGE_DIR / "calibration.json"
 LATENTS_FILE = PACKAGE_DIR / "data" / "mnist_ae_latents.npy"
 REFERENCE_NOTEBOOK = PACKAGE_DIR.parent / "solutions" / "autoencoders.ipynb"
 GRADING_SEED = 0
+# Recorded in calibration.json: thresholds made with another way of training or scoring are stale.
+PIPELINE = "train → encode (second worker) → decode (training worker); VAE z drawn by the grader"
 
 
 class StaleCalibration(RuntimeError):
@@ -50,7 +52,12 @@ def budgets() -> dict[str, dict[str, Any]]:
 
 def train_arguments(budget: dict[str, Any]) -> dict[str, Any]:
     """The ``train`` probe's arguments for a budget (everything but the model's name and the time limit)."""
-    return {key: budget[key] for key in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr", "n_eval")}
+    return {key: budget[key] for key in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr")}
+
+
+def datasets() -> list[str]:
+    """The datasets whose training split the workers need (those of the training budgets)."""
+    return sorted({budget["dataset"] for budget in budgets().values()})
 
 
 def calibration(path: Path = CALIBRATION_FILE) -> dict[str, Any]:
@@ -58,6 +65,8 @@ def calibration(path: Path = CALIBRATION_FILE) -> dict[str, Any]:
     if not path.exists():
         raise StaleCalibration(f"{path.name} is missing: run `make calibrate`")
     data = json.loads(path.read_text())
+    if data.get("pipeline") != PIPELINE:
+        raise StaleCalibration(f"{path.name} was made with another training pipeline: run `make calibrate`")
     for qid, budget in budgets().items():
         recorded = data.get("questions", {}).get(qid, {}).get("budget")
         if recorded != budget:

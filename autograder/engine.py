@@ -79,7 +79,7 @@ def run_one(submission: Submission, out: Path, options: list[str]) -> dict[str, 
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
         result_path = Path(tmp) / "checks.json"
         command = [sys.executable, "-m", "autograder.runner", str(submission.notebook), "--json", str(result_path),
-                   "--hide", str(out), *options]
+                   *options]
         with open(folder / "grader.log", "w") as log:
             try:
                 code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=RUNNER_TIMEOUT_S).returncode
@@ -88,21 +88,25 @@ def run_one(submission: Submission, out: Path, options: list[str]) -> dict[str, 
         if code == 0 and result_path.exists():
             return json.loads(result_path.read_text())
     return {"notebook": str(submission.notebook), "checks": [], "runner_error":
-            f"the grader itself failed on this submission ({code}); see {folder / 'grader.log'}"}
+            f"the grader itself failed on this submission ({code}); the instructor can read grader.log in its "
+            "output folder"}
 
 
 def score(result: dict[str, Any], questions: dict[str, dict]) -> dict[str, Any]:
-    """Points per check and per question: each question's points split equally between its checks."""
+    """Points per check and per question: each question's points split between its checks by their weights
+    (``weight=`` on the marker, 1 by default); a failed check marked ``voids=True`` zeroes its question."""
     by_question: dict[str, list[dict]] = {qid: [] for qid in questions}
     for check in result["checks"]:
         by_question.setdefault(check["question"], []).append(check)
     scored = {}
     for qid, spec in questions.items():
         checks = by_question[qid]
-        share = spec["points"] / len(checks) if checks else 0.0
+        weights = sum(check.get("weight", 1) for check in checks)
+        void = any(check.get("voids") and not check["passed"] for check in checks)  # e.g. a source policy
         for check in checks:
+            share = spec["points"] * check.get("weight", 1) / weights if weights else 0.0
             check["max_points"] = share
-            check["points"] = share if check["passed"] else 0.0
+            check["points"] = share if check["passed"] and not void else 0.0
         scored[qid] = {"title": spec["title"], "points": sum(c["points"] for c in checks),
                        "max_points": float(spec["points"]), "checks": checks}
     total = sum(q["points"] for q in scored.values())

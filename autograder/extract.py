@@ -87,9 +87,12 @@ def extract_cells(notebook: dict) -> Extraction:
     return result
 
 
-def load_definitions(path: str | Path, namespace: dict | None = None) -> dict:
+def load_definitions(path: str | Path, namespace: dict | None = None, names: set[str] | None = None) -> dict:
     """Execute a *trusted* notebook's definitions (e.g. the reference solution) and return them.
 
+    With ``names``, only the top-level definitions of those names run, after just the import
+    statements that bind a name they use (the reference's ``vae_loss`` needs ``torch`` and ``F``, not
+    torchvision and matplotlib, which take seconds to import).
     The notebook's folder is put on ``sys.path`` first, so helper modules shipped beside it import.
     Never call this on a student's notebook in a process that decides scores.
     """
@@ -97,5 +100,21 @@ def load_definitions(path: str | Path, namespace: dict | None = None) -> dict:
     if folder not in sys.path:
         sys.path.insert(0, folder)
     namespace = {"__name__": "notebook_definitions"} if namespace is None else namespace
-    exec(compile(extract_notebook(path).source, str(path), "exec"), namespace)
+    source = extract_notebook(path).source
+    if names is not None:
+        source = _only(source, names)
+    exec(compile(source, str(path), "exec"), namespace)
     return namespace
+
+
+def _only(source: str, names: set[str]) -> str:
+    """The definitions of ``names`` in ``source``, preceded by the imports that bind a name they use."""
+    tree = ast.parse(source)
+    kept = [node for node in tree.body if getattr(node, "name", None) in names]
+    missing = names - {node.name for node in kept}
+    if missing:
+        raise NameError(f"not defined in the notebook: {', '.join(sorted(missing))}")
+    used = {node.id for definition in kept for node in ast.walk(definition) if isinstance(node, ast.Name)}
+    imports = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+               and any((alias.asname or alias.name.split(".")[0]) in used for alias in node.names)]
+    return "\n".join(ast.unparse(node) for node in [*imports, *kept])

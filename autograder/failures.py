@@ -1,5 +1,46 @@
-"""Why a check failed. The text of each exception is the feedback the student reads."""
+"""Why a check failed, and how text that the student's code controls reaches the feedback.
+
+The text of each :class:`GradingFailure` is the feedback the student reads. Parts of it can come
+from the student's own code (an exception's message, the source line it was raised at, what the
+worker printed before it died, a type's name). Such text passes through a :class:`StudentText`
+budget first: host paths are shortened to their last component, each piece is clipped, and the
+whole submission gets at most :data:`STUDENT_TEXT_BYTES` of it, so feedback cannot be used to carry
+files out of the sandbox.
+"""
 from __future__ import annotations
+
+import re
+
+STUDENT_TEXT_BYTES = 2048
+PIECE_CHARS = 240
+OMITTED = "[…]"
+# An absolute path of two or more components, e.g. /srv/nbgrader/exchange/x → …/x
+_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s/'\"`<>|:,;()\[\]{}]+/)+(?=[^\s/'\"`<>|:,;()\[\]{}]*)")
+
+
+def scrub_paths(text: str) -> str:
+    """Shorten every absolute path in ``text`` to ``…/`` plus its last component."""
+    return _PATH.sub("…/", text)
+
+
+class StudentText:
+    """The per-submission budget of feedback text that the student's code controls."""
+
+    def __init__(self, total: int = STUDENT_TEXT_BYTES, piece: int = PIECE_CHARS) -> None:
+        self.left, self.piece = total, piece
+
+    def take(self, text: object) -> str:
+        """``text`` with paths scrubbed, clipped to one piece and to what is left of the budget."""
+        clean = scrub_paths(str(text)).replace("\x00", "")
+        if len(clean) > self.piece:
+            clean = clean[: self.piece - 1] + "…"
+        size = len(clean.encode("utf-8"))
+        if size <= self.left:
+            self.left -= size
+            return clean
+        kept = clean.encode("utf-8")[: max(self.left, 0)].decode("utf-8", "ignore")
+        self.left = 0
+        return kept + OMITTED
 
 
 class GradingFailure(Exception):
@@ -11,7 +52,7 @@ class CheckFailed(GradingFailure):
 
 
 class StudentError(GradingFailure):
-    """The student's code raised an exception inside the worker."""
+    """The student's code raised an exception inside the worker (every part of it already budgeted)."""
 
     def __init__(self, name: str, error: str, message: str, where: str) -> None:
         self.error = error

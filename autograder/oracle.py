@@ -54,6 +54,13 @@ def tensor(result: dict, what: str, *, shape: tuple[int, ...] | None = None, dty
     return value
 
 
+def describe_only(part: dict, what: str, shape: tuple[int, ...]) -> None:
+    """The type and shape layers of :func:`tensor` for a value the worker only described (no data sent)."""
+    info = part["info"]
+    expect(info.get("type") == "Tensor", f"{what} must be a torch.Tensor, not {info.get('type')}")
+    expect(_shape(info) == tuple(shape), f"{what} has shape {_shape(info)}, expected {tuple(shape)}")
+
+
 def items(result: dict, what: str, count: int, names: str) -> list[dict]:
     """Split a returned tuple/list into ``count`` ``{"info", "value"}`` pairs, checking its length first."""
     info = result["info"]

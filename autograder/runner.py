@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
+from autograder import config
 from autograder.failures import GradingFailure
-from autograder.sandbox import SandboxConfig, prepare_runtime
+from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
 from autograder.submission import Context, read_notebook
 
 GRADERS_DIR = Path(__file__).resolve().parent / "graders"
@@ -45,6 +46,8 @@ class Collector:
             self.checks.append({
                 "id": item.nodeid.split("::", 1)[-1],
                 "question": marker.args[0] if marker else None,
+                "voids": bool(marker.kwargs.get("voids")) if marker else False,
+                "weight": float(marker.kwargs.get("weight", 1)) if marker else 1.0,
                 "title": doc[0] if doc else item.name,
                 "passed": report.passed,
                 "message": "" if report.passed else self._message(call),
@@ -73,6 +76,8 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
                  "-o", "addopts=", "-o", "python_files=test_*.py", "--no-header", "--tb=no", "-W", "ignore"]
     if select:
         arguments += ["-k", select]
+    else:  # every check runs: start the student's worker now, while pytest collects the graders
+        context.worker("student").prestart()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         code = pytest.main(arguments, plugins=[collector, context])
     if code not in (0, 1):
@@ -81,7 +86,7 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
         "notebook": str(notebook_path),
         "checks": collector.checks,
         "skipped_cells": [list(s) for s in context.skipped],
-        "failed_cells": (context.load_report or {}).get("failed", []),
+        "failed_cells": context.failed_cells,
         "notebook_error": context.notebook_error,
         "worker_starts": context.worker_starts,
     }
@@ -94,16 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sandbox", choices=("bwrap", "none"), default="bwrap")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--memory-gb", type=float, default=6.0)
-    parser.add_argument("--hide", type=Path, action="append", default=[], help="a folder to hide from the worker")
+    parser.add_argument("--train-data", type=Path, help="the training split from sandbox.prepare_training_data "
+                        "(default: the cache in ~/.cache/ae-vae-lab, made when missing)")
     parser.add_argument("-k", dest="select", help="only the checks matching this pytest -k expression")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    sandbox = SandboxConfig(mode=args.sandbox, device=args.device, memory_gb=args.memory_gb,
-                            hidden=[*args.hide, args.notebook.resolve().parent, args.json.resolve().parent])
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autograder-") as workdir:
+        data = args.train_data or prepare_training_data(training_data_cache(), config.datasets())
+        sandbox = SandboxConfig(mode=args.sandbox, device=args.device, memory_gb=args.memory_gb, data=data.resolve())
         result = grade(args.notebook, sandbox, Path(workdir), args.select)
         log = Path(workdir, "worker.log")
         result["worker_log_tail"] = log.read_text(errors="replace")[-2000:] if log.exists() else ""

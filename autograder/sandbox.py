@@ -1,37 +1,56 @@
-"""How the untrusted worker process is started: bubblewrap, resource limits and a clean environment.
+"""How the untrusted worker process is started: bubblewrap, an allowlist of read-only mounts, no
+privilege, per-worker resource limits and a clean environment.
 
-With ``mode="bwrap"`` (the default) the worker runs under `bubblewrap <https://github.com/containers/bubblewrap>`_:
+With ``mode="bwrap"`` (the default) the worker runs under `bubblewrap <https://github.com/containers/bubblewrap>`_
+in a new, empty root file system that holds only what the worker needs, read-only:
 
-* the whole file system read-only (``--ro-bind / /``), a private empty ``/tmp`` of 256 MiB,
-  minimal ``/dev`` and ``/proc``;
-* the grader's repository (hidden tests, reference solution), the submissions and the output
-  folder hidden under empty read-only tmpfs mounts; only the Python environment, the dataset folder and
-  the worker's own files (:mod:`autograder.sandboxed` and the student-facing ``labtools.py``) are
-  bound back, read-only;
-* no network, its own PID/IPC/UTS namespaces, killed when the grader dies (``--die-with-parent``),
-  no controlling terminal (``--new-session``).
+* the Python runtime (the interpreter's prefix and the venv's site-packages) and the system libraries
+  (``/usr``, with ``/lib``, ``/bin`` … as on the host);
+* ``/etc/ld.so.cache`` and a two-line ``/etc/passwd`` / ``/etc/group`` naming the sandbox user;
+* the worker's own runtime (:mod:`autograder.sandboxed` and the student-facing ``labtools.py``) at
+  :data:`RUNTIME_MOUNT`, and the **training** split of the datasets at :data:`DATA_MOUNT`, written there
+  by the trusted side (:func:`prepare_training_data`). No held-out image, no home folder, no exchange,
+  no repository, no other submission is mounted;
+* a private ``/tmp`` (256 MiB) and ``/dev/shm`` (64 MiB), new ``/proc`` and a minimal ``/dev``.
 
-In both modes the process gets a memory cap (``RLIMIT_AS`` on the CPU, ``RLIMIT_DATA`` with CUDA),
-a cap on the size of any file it writes, no core dumps, one CPU thread, and an environment that
-holds nothing of the grader's.
+No privilege inside: when the grader is root, bubblewrap sets up the mounts and the worker then drops to
+uid/gid 65534 (``nobody``) before any student code runs, keeping no capability (``CapEff = 0``, checked by
+the worker, which refuses to run otherwise); when the grader is a normal user, bubblewrap maps it to
+65534 in a new user namespace with every capability dropped and further user namespaces disabled.
+A seccomp filter (when libseccomp is available) refuses ``mount``, ``unshare``, ``setns``, new
+namespaces through ``clone``, ``clone3`` (so that glibc falls back to ``clone``), ``ptrace``, ``bpf``,
+``io_uring``, ``userfaultfd``, ``perf_event_open`` and the key-ring calls. The worker has no network
+(its own, empty network namespace), its own PID, IPC, UTS and cgroup namespaces, and dies with the grader.
+
+Resource limits come from :mod:`autograder.limits`: a cgroup per worker (memory including tmpfs,
+processes, CPU bandwidth) where the machine allows it, rlimits otherwise.
+
 ``mode="none"`` skips bubblewrap (for machines without it); it is unsafe with untrusted code.
 """
 from __future__ import annotations
 
+import errno
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+
+from autograder.limits import Limits, WorkerGroup
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
-RUNTIME_MOUNT = "/tmp/grader-runtime"
-LOG_LIMIT_BYTES = 8 * 2**20
-TMP_LIMIT_BYTES = 256 * 2**20  # the worker's private /tmp lives in RAM, outside the memory cap: keep it small
+RUNTIME_MOUNT = "/opt/grader"
+DATA_MOUNT = "/opt/grader-data"
+SANDBOX_UID = SANDBOX_GID = 65534
+TMP_LIMIT_BYTES = 256 * 2**20
+SHM_LIMIT_BYTES = 64 * 2**20
+SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -45,16 +64,69 @@ class SandboxConfig:
     mode: str = "bwrap"  # "bwrap" or "none"
     memory_gb: float = 6.0
     device: str = "cpu"  # "cpu" or "cuda"
-    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("DATA_DIR", "data")).resolve())
-    hidden: list[Path] = field(default_factory=list)  # extra folders to hide (submissions, output)
+    data: Path | None = None  # the training split, from prepare_training_data()
+    max_pids: int = 128
+    cpu_cores: float = 1.0
+
+    def limits(self) -> Limits:
+        return Limits(memory_bytes=int(self.memory_gb * 2**30), max_pids=self.max_pids, cpu_cores=self.cpu_cores)
 
 
 def prepare_runtime(folder: Path) -> Path:
-    """Copy what the worker may see into ``folder``: the ``sandboxed`` package and ``labtools.py``."""
+    """Copy what the worker may see into ``folder``: the ``sandboxed`` package, ``labtools.py``, passwd/group."""
     shutil.copytree(PACKAGE_DIR / "sandboxed", folder / "sandboxed",
                     ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
     shutil.copy2(REPO_ROOT / "assignment" / "labtools.py", folder / "labtools.py")
+    (folder / "etc").mkdir(exist_ok=True)
+    (folder / "etc" / "passwd").write_text(f"nobody:x:{SANDBOX_UID}:{SANDBOX_GID}:nobody:/tmp:/usr/sbin/nologin\n")
+    (folder / "etc" / "group").write_text(f"nogroup:x:{SANDBOX_GID}:\n")
+    _readable(folder)
     return folder
+
+
+def prepare_training_data(folder: Path, datasets: list[str]) -> Path:
+    """Write the *training* split of each dataset to ``folder/<name>.safetensors`` (uint8 images, key ``images``).
+
+    Only these files are mounted in the sandbox: the held-out split never is. A file already there is
+    reused when it was made from the same source files (their sizes and times are in its metadata).
+    """
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from autograder import config
+
+    labtools = config.labtools()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in datasets:
+        path = folder / f"{name}.safetensors"
+        source = labtools.data_dir() / labtools._SPECS[name][1]
+        fingerprint = ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                               for p in sorted(source.glob("*")) if p.is_file())
+        if path.exists():
+            with safe_open(str(path), "pt") as existing:
+                if (existing.metadata() or {}).get("source") == fingerprint:
+                    continue
+        images = labtools.load_dataset(name, train=True, device="cpu")[0]
+        as_bytes = (images * 255).round_().to(torch.uint8).contiguous()
+        partial = folder / f".{name}.{os.getpid()}.partial"
+        save_file({"images": as_bytes}, str(partial), metadata={"source": fingerprint})
+        partial.replace(path)
+    _readable(folder)
+    return folder
+
+
+def training_data_cache() -> Path:
+    """Where the training split is kept between runs: ``$AUTOGRADER_CACHE`` or ``~/.cache/ae-vae-lab``."""
+    root = os.environ.get("AUTOGRADER_CACHE") or Path.home() / ".cache" / "ae-vae-lab"
+    return Path(root) / "train-data"
+
+
+def _readable(folder: Path) -> None:
+    """Let the sandbox user (uid 65534) read ``folder``'s files; it is mounted on its own, so its parents on
+    the host (a private temporary folder, a home folder) may stay closed."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def check_bwrap() -> None:
@@ -62,91 +134,199 @@ def check_bwrap() -> None:
     if shutil.which("bwrap") is None:
         raise SandboxUnavailable("bubblewrap (bwrap) is not installed: apt-get install bubblewrap, "
                                  "or pass --sandbox none to run student code unconfined (unsafe)")
-    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
+    probe = subprocess.run(["bwrap", *_namespace_arguments(), "--ro-bind", "/", "/", "true"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
         raise SandboxUnavailable(f"bwrap cannot create a sandbox here: {probe.stderr.strip()[:200]}")
 
 
+def bwrap_unavailable() -> str | None:
+    """Why bubblewrap cannot run here, or None when it can (for skipping sandbox tests)."""
+    try:
+        check_bwrap()
+    except SandboxUnavailable as error:
+        return str(error)
+    return None
+
+
+def _package_folders() -> list[str]:
+    """``site-packages`` / ``dist-packages`` folders on this process's path (a venv's, or ones on PYTHONPATH)."""
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
+def _extra_package_folders() -> list[str]:
+    """Package folders on this process's path that the interpreter would not add by itself (PYTHONPATH)."""
+    own = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    return [p for p in _package_folders() if Path(p).resolve() not in own]
+
+
 def _python_roots() -> list[Path]:
-    paths = {sys.prefix, sys.exec_prefix, sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    return sorted({Path(p).resolve() for p in paths})
+    """The interpreter's installation and the environment's packages, without folders inside others."""
+    paths = {sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+             sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *_package_folders()}
+    resolved = sorted({Path(p).resolve() for p in paths if Path(p).exists()})
+    return [p for p in resolved if not any(other in p.parents for other in resolved)]
+
+
+def _namespace_arguments() -> list[str]:
+    """Namespaces and privileges: bwrap as root sets up the mounts and the worker drops to 65534 itself;
+    as a normal user, bwrap maps that user to 65534 in a new user namespace and disables further ones."""
+    common = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+              "--die-with-parent", "--new-session"]
+    if os.geteuid() == 0:
+        return [*common, "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return [*common, "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID), "--disable-userns",
+            "--cap-drop", "ALL"]
+
+
+def _directories_above(path: Path) -> list[str]:
+    """``--dir`` arguments that create ``path``'s parents traversable (bwrap would make them 0700)."""
+    arguments = []
+    for parent in reversed(path.parents):
+        if str(parent) != "/":
+            arguments += ["--perms", "0755", "--dir", str(parent)]
+    return arguments
+
+
+def bwrap_arguments(runtime: Path, config: SandboxConfig) -> list[str]:
+    """The bubblewrap command line that confines the worker (everything before the program)."""
+    arguments = ["bwrap", *_namespace_arguments(), "--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--size", str(SHM_LIMIT_BYTES), "--tmpfs", "/dev/shm",
+                 "--remount-ro", "/dev",  # its tmpfs is unsized, and the sandbox user owns it in a user namespace
+                 "--perms", "1777", "--size", str(TMP_LIMIT_BYTES), "--tmpfs", "/tmp",
+                 "--ro-bind", "/usr", "/usr"]
+    for link in SYSTEM_LINKS:
+        if os.path.islink(link):
+            arguments += ["--symlink", os.readlink(link), link]
+        elif os.path.isdir(link):
+            arguments += ["--ro-bind", link, link]
+    for name in ETC_FILES:
+        if os.path.exists(name):
+            arguments += ["--ro-bind", name, name]
+    arguments += ["--ro-bind", str(runtime / "etc" / "passwd"), "/etc/passwd",
+                  "--ro-bind", str(runtime / "etc" / "group"), "/etc/group"]
+    for folder in _python_roots():
+        if not _inside(folder, [Path("/usr")]):
+            arguments += [*_directories_above(folder), "--ro-bind", str(folder), str(folder)]
+    arguments += [*_directories_above(Path(RUNTIME_MOUNT)), "--ro-bind", str(runtime), RUNTIME_MOUNT]
+    if config.data is not None:
+        arguments += ["--ro-bind", str(config.data), DATA_MOUNT]
+    if config.device == "cuda":
+        for node in sorted(Path("/dev").glob("nvidia*")):
+            arguments += ["--dev-bind", str(node), str(node)]
+        for folder in (Path("/usr/local/nvidia"), Path("/usr/local/cuda")):
+            if folder.is_dir() and not _inside(folder.resolve(), [Path("/usr")]):
+                arguments += [*_directories_above(folder), "--ro-bind", str(folder), str(folder)]
+    arguments += ["--remount-ro", "/", "--chdir", "/tmp"]
+    return arguments
 
 
 def _inside(path: Path, folders: list[Path]) -> bool:
     return any(path == f or f in path.parents for f in folders)
 
 
-def bwrap_arguments(runtime: Path, config: SandboxConfig) -> list[str]:
-    """The bubblewrap command line that confines the worker (everything before the program)."""
-    hidden = sorted({REPO_ROOT, *(p.resolve() for p in config.hidden)})
-    arguments = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                 "--size", str(TMP_LIMIT_BYTES), "--tmpfs", "/tmp"]
-    if config.device == "cuda":
-        for node in sorted(Path("/dev").glob("nvidia*")):
-            arguments += ["--dev-bind", str(node), str(node)]
-    masked = [folder for folder in hidden if folder.exists() and not _inside(Path("/tmp"), [folder])]
-    for folder in masked:
-        arguments += ["--tmpfs", str(folder)]
-    # Bind back, read-only, what the worker needs from inside the hidden folders.
-    for folder in [*_python_roots(), config.data_dir]:
-        if folder.exists() and _inside(folder, hidden):
-            arguments += ["--ro-bind", str(folder), str(folder)]
-    # The empty tmpfs mounts are writable: make them read-only, after the bind-backs created their mount points.
-    for folder in masked:
-        arguments += ["--remount-ro", str(folder)]
-    arguments += ["--ro-bind", str(runtime), RUNTIME_MOUNT, "--chdir", "/tmp",
-                  "--unshare-all", "--die-with-parent", "--new-session"]
-    return arguments
-
-
-def worker_environment(config: SandboxConfig, runtime: str) -> dict[str, str]:
-    """A clean environment: one thread, a private matplotlib cache, the data folder, nothing else of ours."""
+def worker_environment(config: SandboxConfig, runtime: str, data: str | None) -> dict[str, str]:
+    """A clean environment: one thread, a private matplotlib cache, nothing else of ours."""
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": "/tmp",
+        "USER": "nobody",
         "MPLCONFIGDIR": "/tmp/matplotlib",
         "MPLBACKEND": "Agg",
-        "PYTHONPATH": runtime,
+        "PYTHONPATH": os.pathsep.join([runtime, *_extra_package_folders()]),
         "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
         "PYTHONHASHSEED": "0",
-        "DATA_DIR": str(config.data_dir),
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "") if config.device == "cuda" else "",
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
     }
-    for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "LC_ALL"):
+    if data is not None:
+        env["GRADER_DATA"] = data
+    names = ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "LANG", "LC_ALL"]
+    if config.device == "cuda":
+        names.append("LD_LIBRARY_PATH")
+    for name in names:
         if name in os.environ:
             env[name] = os.environ[name]
     return env
 
 
-def _limits(memory_bytes: int, cuda: bool):
-    def apply() -> None:
-        # The CUDA driver reserves a huge virtual address space, so with CUDA cap the data segment instead.
-        limit = resource.RLIMIT_DATA if cuda else resource.RLIMIT_AS
-        resource.setrlimit(limit, (memory_bytes, memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (LOG_LIMIT_BYTES, LOG_LIMIT_BYTES))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+@lru_cache(maxsize=1)
+def seccomp_program() -> bytes | None:
+    """The compiled seccomp filter (BPF) handed to bubblewrap, or None where libseccomp is unavailable."""
+    try:
+        import pyseccomp as seccomp
+    except (ImportError, OSError):
+        return None
+    refused = seccomp.ERRNO(errno.EPERM)
+    syscall_filter = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+    for name in ("mount", "umount2", "pivot_root", "unshare", "setns", "ptrace", "bpf", "perf_event_open",
+                 "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register", "keyctl", "add_key",
+                 "request_key", "open_tree", "move_mount", "fsopen", "fsmount", "fsconfig", "fspick",
+                 "kexec_load", "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff"):
+        try:
+            syscall_filter.add_rule(refused, name)
+        except (RuntimeError, ValueError, OSError):  # a call this kernel or architecture does not have
+            continue
+    syscall_filter.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")  # glibc then falls back to clone
+    # clone() with any CLONE_NEW* flag: NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
+    for flag in (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000):
+        syscall_filter.add_rule(refused, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    with tempfile.TemporaryFile() as file:
+        syscall_filter.export_bpf(file)
+        file.seek(0)
+        return file.read()
 
-    return apply
+
+def describe() -> str:
+    """One line for the CLI and the README: what confines the workers on this machine."""
+    from autograder import limits
+
+    privilege = "root grader: bwrap sets up, the worker drops to uid 65534" if os.geteuid() == 0 else \
+        "user namespace, uid 65534, no capabilities"
+    syscalls = "seccomp filter" if seccomp_program() else "no seccomp filter (libseccomp missing)"
+    return f"bubblewrap ({privilege}; {syscalls}); limits: {limits.describe()}"
 
 
-def start_worker(runtime: Path, config: SandboxConfig, log_path: Path) -> subprocess.Popen:
-    """Start a worker process; its stdin/stdout are the request/answer pipes, stderr goes to ``log_path``."""
-    if config.mode == "bwrap":
-        command = [*bwrap_arguments(runtime, config), sys.executable, "-m", "sandboxed.worker"]
-        env = worker_environment(config, RUNTIME_MOUNT)
-        cwd = None
-    elif config.mode == "none":
-        command = [sys.executable, "-m", "sandboxed.worker"]
-        env = worker_environment(config, str(runtime))
-        cwd = str(log_path.parent)
-    else:
-        raise ValueError(f"unknown sandbox mode {config.mode!r} (use 'bwrap' or 'none')")
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                                cwd=cwd, start_new_session=True,
-                                preexec_fn=_limits(int(config.memory_gb * 2**30), config.device == "cuda"))
+def start_worker(runtime: Path, config: SandboxConfig, log_path: Path) -> tuple[subprocess.Popen, WorkerGroup]:
+    """Start a worker process in its own resource group.
+
+    Its stdin/stdout are the request/answer pipes, stderr goes to ``log_path`` (size-capped).
+    """
+    group = WorkerGroup.create(config.limits(), name=f"w{os.getpid()}-{id(log_path) & 0xFFFFFF:x}",
+                               cuda=config.device == "cuda")
+    pass_fds: list[int] = []
+    seccomp_file = None
+    try:
+        if config.mode == "bwrap":
+            command = bwrap_arguments(runtime, config)
+            program = seccomp_program()
+            if program is not None:
+                seccomp_file = tempfile.TemporaryFile()
+                seccomp_file.write(program)
+                seccomp_file.seek(0)
+                pass_fds.append(seccomp_file.fileno())
+                command += ["--seccomp", str(seccomp_file.fileno())]
+            command += [sys.executable, "-m", "sandboxed.worker", "--sandboxed"]
+            env = worker_environment(config, RUNTIME_MOUNT, DATA_MOUNT if config.data else None)
+            cwd = None
+        elif config.mode == "none":
+            command = [sys.executable, "-m", "sandboxed.worker"]
+            env = worker_environment(config, str(runtime), str(config.data) if config.data else None)
+            cwd = str(log_path.parent)
+        else:
+            raise ValueError(f"unknown sandbox mode {config.mode!r} (use 'bwrap' or 'none')")
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                                       cwd=cwd, start_new_session=True, pass_fds=pass_fds,
+                                       preexec_fn=group.preexec)
+    except BaseException:
+        group.remove()
+        raise
+    finally:
+        if seccomp_file is not None:
+            seccomp_file.close()
+    return process, group

@@ -5,7 +5,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+
+from autograder.client import Worker
 from autograder.extract import extract_cells
+from autograder.failures import StudentText
 from autograder.sandbox import SandboxConfig
 
 
@@ -22,7 +26,23 @@ class Context:
     cells: list[tuple[str, str]] = field(default_factory=list)  # (cell label, definitions)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (cell label, reason)
     worker_starts: int = 0
-    load_report: dict | None = None
+    failed_cells: list[list[str]] = field(default_factory=list)
+    text: StudentText = field(default_factory=StudentText)  # the feedback text the student's code controls
+    workers: dict[str, Worker] = field(default_factory=dict)  # "student" and "encoder", made on first use
+
+    def worker(self, role: str) -> Worker:
+        """The submission's ``student`` or ``encoder`` worker (see the graders' conftest)."""
+        if role not in self.workers:
+            worker = Worker(self.cells, self.runtime, self.sandbox, self.log_path, text=self.text)
+            worker.broken = self.notebook_error
+            self.workers[role] = worker
+        return self.workers[role]
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        """Start the workers that the selected checks need now, so that their start-up overlaps the rest."""
+        for role in ("student", "encoder"):
+            if any(role in getattr(item, "fixturenames", ()) for item in session.items):
+                self.worker(role).prestart()
 
 
 def read_notebook(context: Context) -> None:
@@ -32,17 +52,20 @@ def read_notebook(context: Context) -> None:
         if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
             raise ValueError("no list of cells")
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        context.notebook_error = f"the submitted file is not a readable notebook ({type(error).__name__}: {error})"
+        reason = error.msg if isinstance(error, json.JSONDecodeError) else type(error).__name__
+        context.notebook_error = f"the submitted file is not a readable notebook ({type(error).__name__}: {reason})"
         return
     context.notebook = notebook
     extraction = extract_cells(notebook)
     labels = [cell_label(index, cell) for index, cell in enumerate(notebook["cells"])]
     context.cells = [(labels[index], code) for index, code in extraction.cells]
-    context.skipped = [(labels[index], reason) for index, reason in extraction.skipped]
+    context.skipped = [(labels[index], context.text.take(reason)) for index, reason in extraction.skipped[:50]]
 
 
 def cell_label(index: int, cell: object) -> str:
     """How feedback names a cell: its nbgrader grade_id (the function it holds) or its 1-based position."""
     metadata = cell.get("metadata") if isinstance(cell, dict) else None
-    grade_id = metadata.get("nbgrader", {}).get("grade_id") if isinstance(metadata, dict) else None
-    return f"`{grade_id}`" if isinstance(grade_id, str) and grade_id.isidentifier() else f"#{index + 1}"
+    nbgrader = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    grade_id = nbgrader.get("grade_id") if isinstance(nbgrader, dict) else None
+    usable = isinstance(grade_id, str) and grade_id.isidentifier() and len(grade_id) <= 40
+    return f"`{grade_id}`" if usable else f"#{index + 1}"

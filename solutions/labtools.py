@@ -25,7 +25,6 @@ from typing import Iterator
 from urllib.error import URLError
 
 import torch
-from torchvision import datasets
 
 __all__ = [
     "CLASS_NAMES",
@@ -56,34 +55,39 @@ class DatasetUnavailableError(RuntimeError):
     """The dataset is not on disk and could not be downloaded (データセットが見つからない)."""
 
 
-class _CIFAR10(datasets.CIFAR10):
-    """CIFAR-10 that checks only that the files exist (ファイルの有無だけを確認する).
-
-    Offline copies may be rebuilt pickles whose bytes (not pixels) differ from the originals,
-    so torchvision's md5 check is replaced by an existence check. When a file is missing this
-    still returns False, so ``download=True`` really downloads.
-    """
-
-    def _check_integrity(self) -> bool:
-        return all((Path(self.root) / self.base_folder / name).is_file() for name in _CIFAR10_FILES)
-
-
 _MNIST_FILES = tuple(
     f"{split}-{kind}-ubyte" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")
 )
-_CIFAR10_FILES = tuple(
-    [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", datasets.CIFAR10.meta["filename"]]
-)
+_CIFAR10_FILES = tuple([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"])
 
-# name -> (torchvision class, folder under the root, files that must exist, layout for messages)
+# name -> (torchvision class name, folder under the root, files that must exist, layout for messages)
 _SPECS = {
-    "mnist": (datasets.MNIST, "MNIST/raw", _MNIST_FILES,
-              "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
-    "fashion_mnist": (datasets.FashionMNIST, "FashionMNIST/raw", _MNIST_FILES,
+    "mnist": ("MNIST", "MNIST/raw", _MNIST_FILES, "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", _MNIST_FILES,
                       "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
-    "cifar10": (_CIFAR10, "cifar-10-batches-py", _CIFAR10_FILES,
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", _CIFAR10_FILES,
                 "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
 }
+
+
+def _torchvision_class(name: str) -> type:
+    """The torchvision dataset class (imported on first use: importing torchvision takes about a second).
+
+    CIFAR-10 checks only that the files exist (ファイルの有無だけを確認する): offline copies may be
+    rebuilt pickles whose bytes (not pixels) differ from the originals, so torchvision's md5 check is
+    replaced by an existence check. When a file is missing it still fails, so ``download=True`` really
+    downloads.
+    """
+    from torchvision import datasets
+
+    if name != "CIFAR10":
+        return getattr(datasets, name)
+
+    class _CIFAR10(datasets.CIFAR10):
+        def _check_integrity(self) -> bool:
+            return all((Path(self.root) / self.base_folder / file).is_file() for file in _CIFAR10_FILES)
+
+    return _CIFAR10
 
 
 def data_dir() -> Path:
@@ -97,7 +101,8 @@ def _one_line(error: BaseException, limit: int = 240) -> str:
 
 
 def _open_torchvision(name: str, train: bool, root: Path):
-    cls, folder, files, layout = _SPECS[name]
+    class_name, folder, files, layout = _SPECS[name]
+    cls = _torchvision_class(class_name)
     present = all((root / folder / file).is_file() for file in files)
     if present:
         return cls(str(root), train=train, download=False)

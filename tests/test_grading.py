@@ -22,7 +22,8 @@ import pytest
 from autograder import config
 from autograder.client import Worker
 from autograder.extract import extract_notebook
-from autograder.sandbox import SandboxConfig, prepare_runtime
+from autograder.bottleneck import held_out_images, train_encode_decode
+from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
 from autograder.scoring import held_out_score
 from tools.make_examples import QUESTIONS, STUDENTS
 
@@ -125,17 +126,23 @@ def test_grading_again_gives_the_same_results(class_results, tmp_path):
         assert first["score"] == second["score"]
 
 
-def test_training_is_bitwise_reproducible(tmp_path):
-    """The grader's training loop gives identical outputs for the same seed in two fresh workers."""
+@pytest.fixture(scope="module")
+def train_data() -> Path:
+    return prepare_training_data(training_data_cache(), config.datasets())
+
+
+def test_training_is_bitwise_reproducible(tmp_path, train_data):
+    """The grader's training loop gives identical weights for the same seed in two fresh workers."""
     cells = extract_notebook(config.REFERENCE_NOTEBOOK).cells
     runtime = prepare_runtime(tmp_path / "runtime")
-    outputs = []
+    states = []
     for attempt in range(2):
-        with Worker(cells, runtime, SandboxConfig(), tmp_path / f"log{attempt}") as worker:
+        with Worker(cells, runtime, SandboxConfig(data=train_data), tmp_path / f"log{attempt}") as worker:
             answer = worker.request("train", timeout=120, name="VAE", kind="vae", dataset="mnist", n_train=4000,
-                                    epochs=1, batch_size=128, lr=1e-3, n_eval=200, seed=7)
-            outputs.append(answer["outputs"])
-    assert all(a.equal(b) for a, b in zip(*outputs))
+                                    epochs=1, batch_size=128, lr=1e-3, seed=7)
+            states.append(answer["state"])
+    assert states[0].keys() == states[1].keys() and len(states[0]) >= 6
+    assert all(states[0][key].equal(states[1][key]) for key in states[0])
 
 
 def test_cli_rejects_bad_input_in_one_line(tmp_path):
@@ -150,27 +157,30 @@ def test_cli_rejects_bad_input_in_one_line(tmp_path):
     assert helped.returncode == 0 and "results.json" in helped.stdout and "--sandbox" in helped.stdout
 
 
-def test_reference_passes_training_checks_under_unseen_seeds(tmp_path):
+def test_reference_passes_training_checks_under_unseen_seeds(tmp_path, train_data):
     """A correct solution passes the calibrated limits under 10 seeds that calibration did not use."""
     calibration = config.calibration()
     budgets = config.budgets()
-    labtools = config.labtools()
     cells = extract_notebook(config.REFERENCE_NOTEBOOK).cells
     runtime = prepare_runtime(tmp_path / "runtime")
-    x_eval = labtools.load_dataset("mnist", train=False, limit=max(b["n_eval"] for b in budgets.values()))[0]
+    settings = SandboxConfig(data=train_data)
     seeds = range(1000, 1010)
     failures = []
 
     def lane(index: int) -> None:
-        with Worker(cells, runtime, SandboxConfig(), tmp_path / f"lane{index}.log") as worker:
+        workers = [Worker(cells, runtime, settings, tmp_path / f"{role}{index}.log") for role in ("train", "encode")]
+        try:
             for seed in seeds[index::2]:
                 for qid, budget in budgets.items():
-                    answer = worker.request("train", timeout=600, name=budget["model"], seed=seed,
-                                            **config.train_arguments(budget))
-                    value = held_out_score(budget["kind"], {"info": answer["info"], "value": answer["outputs"]},
-                                           x_eval[: budget["n_eval"]], budget["model"])
+                    slow = {**budget, "timeout_s": 600}
+                    x_eval = held_out_images(budget["dataset"], budget["n_eval"])
+                    trained = train_encode_decode(*workers, slow, "cpu", x_eval, seed=seed)
+                    value = held_out_score(budget["kind"], trained.images, trained.latents, x_eval, budget["model"])
                     if value > calibration["questions"][qid]["threshold"]:
                         failures.append((qid, seed, value))
+        finally:
+            for worker in workers:
+                worker.close()
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lane, range(2)))

@@ -9,12 +9,11 @@ Nothing is trained.  Workers are started a handful of times (each start imports 
 * two workers whose definitions never finish loading (class body, default argument);
 * three ``python -m autograder.runner`` subprocesses (started early, run concurrently).
 
-The bubblewrap-specific tests are skipped when ``bwrap`` cannot run here; the protocol tests
-always run.  Run with ``DATA_DIR=../shared/datasets python -m pytest tests/test_sandbox.py``.
+The bubblewrap-specific tests are skipped when ``bwrap`` cannot run here (the protocol has its own
+tests in ``test_protocol.py``, the attacks in ``test_attacks.py``).  Run with ``DATA_DIR=../shared/datasets python -m pytest tests/test_sandbox.py``.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -34,8 +33,8 @@ import torch
 from autograder.client import Worker
 from autograder.extract import extract_notebook
 from autograder.failures import CheckTimeout, GradingFailure, StudentError, WorkerCrashed
-from autograder.sandbox import REPO_ROOT, SandboxConfig, SandboxUnavailable, check_bwrap, prepare_runtime
-from autograder.sandboxed import protocol
+from autograder.sandbox import (DATA_MOUNT, REPO_ROOT, SandboxConfig, bwrap_unavailable, prepare_runtime,
+                                prepare_training_data)
 
 SOLUTION = REPO_ROOT / "solutions" / "autoencoders.ipynb"
 GRADERS = REPO_ROOT / "autograder" / "graders"
@@ -142,15 +141,7 @@ HANGING_CELLS = {
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _bwrap_reason() -> str | None:
-    try:
-        check_bwrap()
-    except SandboxUnavailable as error:
-        return str(error)
-    return None
-
-
-BWRAP_REASON = _bwrap_reason()
+BWRAP_REASON = bwrap_unavailable()
 needs_bwrap = pytest.mark.skipif(BWRAP_REASON is not None, reason=f"bubblewrap unavailable: {BWRAP_REASON}")
 
 
@@ -249,7 +240,7 @@ def runner_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     nbformat.write(notebook, syntax_error)
     runs = {"cheater": (CHEATER, "vae_loss"), "not_json": (not_json, "reparameterize"),
             "syntax_error": (syntax_error, "reparameterize")}
-    env = {**os.environ, "DATA_DIR": str(SandboxConfig().data_dir)}
+    env = dict(os.environ)
     started = {}
     for name, (path, select) in runs.items():
         out = tmp_path_factory.mktemp(f"runner-{name}") / "outcome.json"
@@ -280,13 +271,18 @@ def _finished(runner_runs: dict, name: str) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def worker(runtime: Path, output_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Worker:
+def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_training_data(tmp_path_factory.mktemp("train-data"), ["mnist"])
+
+
+@pytest.fixture(scope="module")
+def worker(runtime: Path, train_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Worker:
     """The reference solution's definitions plus the hostile ``evil`` cell, in a sandboxed worker."""
     if BWRAP_REASON is not None:
         pytest.skip(f"bubblewrap unavailable: {BWRAP_REASON}")
     cells = [*extract_notebook(SOLUTION).cells, ("evil", EVIL_CELL)]
     log = tmp_path_factory.mktemp("worker-log") / "worker.log"
-    with Worker(cells, runtime, SandboxConfig(hidden=[output_dir]), log) as handle:
+    with Worker(cells, runtime, SandboxConfig(data=train_data), log) as handle:
         handle.request("environment")
         assert handle.loaded["failed"] == [], handle.loaded["failed"]
         yield handle
@@ -401,15 +397,14 @@ def test_repo_root_shows_only_the_python_environment(worker):
 
 
 @needs_bwrap
-def test_dataset_folder_is_readable(worker):
-    """The dataset folder is bound read-only: the worker reads the same bytes as the host."""
-    data_dir = SandboxConfig().data_dir
-    files = sorted(p for p in data_dir.rglob("*") if p.is_file())
-    assert files, f"no dataset files under {data_dir}"
-    sample = files[0]
-    assert _call(worker, "head_hex", str(sample), 64) == sample.read_bytes()[:64].hex()
-    error = _student_error(worker, "try_write", str(data_dir / f"pwned-{TOKEN}"), "x")
-    assert "Read-only file system" in str(error), str(error)
+def test_training_split_is_readable_and_read_only(worker, train_data):
+    """The training split is bound read-only at /opt/grader-data: the worker reads the host's bytes."""
+    sample = train_data / "mnist.safetensors"
+    inside = f"{DATA_MOUNT}/mnist.safetensors"
+    assert _call(worker, "head_hex", inside, 64) == sample.read_bytes()[:64].hex()
+    error = _student_error(worker, "try_write", inside, "x")
+    assert WRITE_ERROR.search(str(error)), str(error)
+    assert sample.read_bytes()[:8] != b"x"
 
 
 # -- 3. no network ---------------------------------------------------------------------------------
@@ -579,62 +574,3 @@ def test_runner_messages_never_show_grader_source(runner_runs):
         for marker in GRADER_SOURCE_MARKERS:
             assert marker not in message, message
         assert str(GRADERS) not in message and "test_" not in message, message
-
-
-# -- 8. the protocol carries plain data only -----------------------------------------------------------
-class Smuggled:
-    """A custom class: pickling it by reference is exactly what weights_only must refuse."""
-
-    def __init__(self) -> None:
-        self.payload = "code"
-
-
-class Exploit:
-    """Unpickling this would run a shell command."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def _payload(message: object) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(message, buffer)
-    return buffer.getvalue()
-
-
-def test_protocol_round_trips_plain_data():
-    message = {"ok": True, "value": {"z": torch.arange(3.0), "info": ["Tensor", 3, 1.5, None, (1, 2)]}}
-    frame = protocol.encode(message)
-    decoded = protocol.receive(io.BytesIO(frame))
-    assert torch.equal(decoded["value"]["z"], torch.arange(3.0)) and decoded["value"]["info"][:4] == ["Tensor", 3, 1.5, None]
-
-
-@pytest.mark.parametrize("value", [Smuggled(), [Smuggled()], {"nested": Smuggled()}])
-def test_protocol_refuses_custom_objects(value):
-    with pytest.raises(protocol.ProtocolError, match="invalid message"):
-        protocol.decode(_payload({"ok": True, "value": value}))
-
-
-def test_protocol_never_runs_a_pickled_callable(tmp_path):
-    marker = tmp_path / "ran"
-    payload = _payload({"ok": True, "value": Exploit(marker)})
-    with pytest.raises(protocol.ProtocolError):
-        protocol.decode(payload)
-    with pytest.raises(protocol.ProtocolError):
-        protocol.receive(io.BytesIO(len(payload).to_bytes(8, "big") + payload))
-    assert not marker.exists()
-
-
-def test_protocol_refuses_non_dicts_oversized_and_truncated_frames():
-    with pytest.raises(protocol.ProtocolError, match="not a dict"):
-        protocol.decode(_payload([1, 2, 3]))
-    with pytest.raises(protocol.ProtocolError, match="over the"):
-        protocol.receive(io.BytesIO((protocol.MAX_MESSAGE_BYTES + 1).to_bytes(8, "big")))
-    frame = protocol.encode({"ok": True})
-    with pytest.raises(protocol.ProtocolError, match="closed"):
-        protocol.receive(io.BytesIO(frame[:-5]))
-    with pytest.raises(protocol.ProtocolError):
-        protocol.decode(b"not a torch file")

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pytest
-import torch
 
 from autograder import config
 from autograder.client import Worker
@@ -12,7 +11,9 @@ from autograder.extract import load_definitions
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "question(id): the question id (questions.toml) a check belongs to")
+    config.addinivalue_line("markers", "question(id, voids=False, weight=1): the question id (questions.toml) a check "
+                                       "belongs to; its share of the points is weight / the question's total weight; "
+                                       "voids=True: failing this check voids the whole question")
 
 
 @pytest.fixture(scope="session")
@@ -25,16 +26,37 @@ def context(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture(scope="session")
 def student(context: Any) -> Iterator[Worker]:
-    """The student's definitions, loaded in a sandboxed worker process."""
-    if context.notebook_error:
-        worker = Worker([], context.runtime, context.sandbox, context.log_path)
-        worker.broken = context.notebook_error
-    else:
-        worker = Worker(context.cells, context.runtime, context.sandbox, context.log_path)
+    """The student's definitions, loaded in a sandboxed worker process. It never sees a held-out image."""
+    worker = context.worker("student")
     yield worker
-    context.worker_starts = worker.starts
-    context.load_report = worker.loaded
+    context.worker_starts += worker.starts
+    context.failed_cells = worker.failed_cells()
     worker.close()
+
+
+@pytest.fixture(scope="session")
+def encoder(context: Any) -> Iterator[Worker]:
+    """A second worker with the same definitions that maps held-out images to latents, and nothing else.
+
+    It sees the held-out images, so it is never asked to decode: what gets scored is drawn by
+    :func:`student`'s worker from latents alone (see :mod:`autograder.bottleneck`).
+    """
+    worker = context.worker("encoder")
+    yield worker
+    context.worker_starts += worker.starts
+    worker.close()
+
+
+@pytest.fixture(scope="session")
+def training_plan(student: Worker, encoder: Worker, device: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The selected training questions, trained (two at a time) on first use; see :class:`TrainingPlan`."""
+    from autograder.bottleneck import TrainingPlan
+
+    selected = {item.get_closest_marker("question").args[0] for item in request.session.items
+                if "training_plan" in getattr(item, "fixturenames", ()) and item.get_closest_marker("question")}
+    plan = TrainingPlan(student, encoder, [q for q in config.budgets() if q in selected], device)
+    yield plan
+    plan.close()
 
 
 @pytest.fixture(scope="session")
@@ -44,20 +66,13 @@ def device(context: Any) -> str:
 
 @pytest.fixture(scope="session")
 def reference() -> dict:
-    """The reference solution's definitions (trusted code, loaded in this process)."""
-    return load_definitions(config.REFERENCE_NOTEBOOK)
+    """The reference solution's ``vae_loss`` (trusted code, loaded in this process)."""
+    return load_definitions(config.REFERENCE_NOTEBOOK, names={"vae_loss"})
 
 
 @pytest.fixture(scope="session")
 def calibration() -> dict:
     return config.calibration()
-
-
-@pytest.fixture(scope="session")
-def held_out_images() -> torch.Tensor:
-    """MNIST test images (the grader's own copy), for scoring held-out outputs."""
-    n_eval = max(budget["n_eval"] for budget in config.budgets().values())
-    return config.labtools().load_dataset("mnist", train=False, limit=n_eval)[0]
 
 
 @pytest.fixture(scope="session")

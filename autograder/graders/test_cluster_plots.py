@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from autograder.figures import check_png, figure_outputs
 from autograder.oracle import expect, fail
 
 pytestmark = pytest.mark.question("cluster_plots")
@@ -73,7 +74,9 @@ def test_notebook_shows_cluster_figures(submitted_notebook):
     cells = {_cell_id(cell): cell for cell in submitted_notebook["cells"] if isinstance(cell, dict)}
     for name in FIGURE_CELLS:
         expect(name in cells, f"the notebook has no cell {name} (was the cell deleted?)")
-        outputs = cells[name].get("outputs") or []
-        has_image = any(isinstance(o, dict) and "image/png" in (o.get("data") or {}) for o in outputs)
-        expect(has_image, f"the cell {name} has no figure: run the whole notebook (Kernel → Restart & Run All) and "
-                          "save it before submitting")
+        images = figure_outputs(cells[name])
+        expect(bool(images), f"the cell {name} has no figure: run the whole notebook (Kernel → Restart & Run All) "
+                             "and save it before submitting")
+        problems = [check_png(image) for image in images]
+        expect(any(problem is None for problem in problems),
+               f"the figure in cell {name} is not a real plot ({problems[0]}): run the cell and save the notebook")

@@ -11,7 +11,7 @@ image must be the decoder's output and the decoder's input a (B, 2) latent.
 import pytest
 import torch
 
-from autograder.graders.trained import check_score, train_once
+from autograder.graders.trained import check_score
 from autograder.oracle import Attempt, close, expect, items, tensor
 
 SIZES = ((1, 28), (3, 32))
@@ -27,7 +27,7 @@ parametrize = pytest.mark.parametrize("name", [
 
 @pytest.fixture(scope="module")
 def attempts() -> dict:
-    """Expensive steps done once per model and shared by its checks (inspection, training)."""
+    """Inspection reports, made once per model and shared by its checks."""
     return {}
 
 
@@ -111,9 +111,7 @@ def test_reconstruction_goes_through_latent(student, name, attempts):
 
 
 @parametrize
-def test_trains_to_calibrated_score(student, name, device, calibration, held_out_images, attempts):
-    """Trained by the grader's loop on MNIST, the held-out score is within the calibrated limit."""
+def test_trains_to_calibrated_score(training_plan, name, calibration):
+    """Trained by the grader's loop on MNIST, images decoded from held-out latents score within the calibrated limit."""
     question = MODELS[name]["question"]
-    if question not in attempts:
-        attempts[question] = train_once(student, question, device)
-    check_score(attempts[question], question, calibration, held_out_images)
+    check_score(training_plan.result(question), question, calibration)

@@ -8,6 +8,7 @@ give layered feedback (type, then shape, then value) without ever receiving a Py
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -56,9 +57,9 @@ def plain(value: Any) -> Any:
     """``value`` as plain data: tensors detached on the CPU, arrays as tensors, dicts with str keys,
     tuples as lists, other objects as None."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone()
+        return _sendable(value.detach().cpu().clone())
     if isinstance(value, np.ndarray) and value.dtype != object:
-        return torch.from_numpy(np.array(value))
+        return _sendable(torch.from_numpy(np.array(value)))
     if isinstance(value, (tuple, list)):
         return [plain(item) for item in value]
     if isinstance(value, dict):
@@ -71,6 +72,19 @@ def plain(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     return None
+
+
+_SENDABLE = {torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16,
+             torch.int8, torch.uint8, torch.bool}
+
+
+def _sendable(value: torch.Tensor) -> torch.Tensor | None:
+    """A tensor in a dtype the protocol carries: other integers as int64, other floats as float32; complex: None."""
+    if value.dtype in _SENDABLE:
+        return value
+    if value.is_complex():
+        return None
+    return value.to(torch.float32 if value.is_floating_point() else torch.int64)
 
 
 def _device(name: str) -> torch.device:
@@ -192,31 +206,74 @@ def model(namespace: dict, name: str, kwargs: dict, inputs: list, latent_dim: in
     return report
 
 
-@functools.lru_cache(maxsize=4)
-def _dataset(name: str, train: bool) -> torch.Tensor:
-    from labtools import load_dataset
+@functools.lru_cache(maxsize=2)
+def _training_images(name: str) -> torch.Tensor:
+    """The training split written by the trusted side (uint8), as floats in [0, 1] like ``labtools.load_dataset``.
 
-    x, _ = load_dataset(name, train=train)
-    return x
+    Only the training split is mounted in the sandbox; the held-out images reach a worker only as the
+    argument of :func:`encode`, in a worker that is never asked to decode.
+    """
+    from safetensors.torch import load_file
+
+    folder = os.environ.get("GRADER_DATA")
+    if not folder:
+        raise RuntimeError("no training data was given to the worker")
+    images = load_file(os.path.join(folder, f"{name}.safetensors"))["images"]
+    return images.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+
+
+def _restored(namespace: dict, name: str, kwargs: dict, seed: int, state: dict, where: torch.device) -> nn.Module:
+    """``name(**kwargs)`` with the trained weights ``state`` (strictly: every key, every shape), in eval mode."""
+    net = _build(namespace, name, kwargs, seed)
+    net.load_state_dict(state, strict=True)
+    return net.to(where).eval()
 
 
 @probe
 def train(namespace: dict, name: str, kind: str, dataset: str, n_train: int, epochs: int, batch_size: int,
-          lr: float, n_eval: int, seed: int, kwargs: dict | None = None, device: str = "cpu") -> dict:
-    """Train ``name(**kwargs)`` with the grader's loop (:func:`training.fit`), then run it on held-out data.
+          lr: float, seed: int, kwargs: dict | None = None, device: str = "cpu") -> dict:
+    """Train ``name(**kwargs)`` with the grader's loop (:func:`training.fit`) on the training split.
 
-    Returns the training history and, for the first ``n_eval`` test images, the model's outputs in
-    eval mode (seeded, so a VAE's sampled reconstruction is reproducible).
+    Returns the training history and the trained weights (plain tensors); nothing is evaluated here.
     """
     where = _device(device)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    x_train = _dataset(dataset, True)[:n_train].to(where)
-    x_eval = _dataset(dataset, False)[:n_eval].to(where)
+    x_train = _training_images(dataset)[:n_train].to(where)
     net = _build(namespace, name, kwargs or {}, seed).to(where)
     history = training.fit(net, x_train, kind, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    net.eval()
+    state = {key: value.detach().cpu().clone() for key, value in net.state_dict().items()
+             if isinstance(value, torch.Tensor)}
+    return {"history": history, "state": state}
+
+
+@probe
+def encode(namespace: dict, name: str, kind: str, kwargs: dict, seed: int, state: dict, x: torch.Tensor,
+           device: str = "cpu") -> dict:
+    """Run the trained model on ``x`` and return only its latents: ``encoded`` (AE) or ``mu``, ``logvar`` (VAE).
+
+    The reconstruction that ``forward`` also computes is described (type, shape) but never returned.
+    """
+    where = _device(device)
+    net = _restored(namespace, name, kwargs, seed, state, where)
     torch.manual_seed(seed)
     with torch.no_grad():
-        outputs = net(x_eval)
-    return {"history": history, "outputs": plain(outputs), "info": describe(outputs)}
+        outputs = net(x.to(where))
+    info = describe(outputs)
+    if not isinstance(outputs, (tuple, list)):
+        return {"info": info, "latents": []}
+    latents = outputs[:1] if kind == "ae" else outputs[1:3]
+    return {"info": info, "latents": [plain(part) for part in latents]}
 
+
+@probe
+def decode(namespace: dict, name: str, kwargs: dict, seed: int, state: dict, z: torch.Tensor,
+           device: str = "cpu") -> dict:
+    """``model.decoder(z)`` of the trained model: the images drawn from the latents the trusted side chose."""
+    where = _device(device)
+    net = _restored(namespace, name, kwargs, seed, state, where)
+    decoder = getattr(net, "decoder", None)
+    if not callable(decoder):
+        raise AttributeError(f"{name} has no self.decoder that maps a latent to an image")
+    with torch.no_grad():
+        images = decoder(z.to(where))
+    return {"value": plain(images), "info": describe(images)}

@@ -17,6 +17,25 @@ import sys
 import traceback
 
 CELL_PREFIX = "<cell "
+SANDBOX_UID = SANDBOX_GID = 65534
+
+
+def drop_privileges() -> None:
+    """Become uid/gid 65534 with no capability, or exit: student code never runs with privileges.
+
+    Under a root grader bubblewrap starts the worker as root (it needed root to set up the mounts)
+    and leaves it only CAP_SETUID and CAP_SETGID; the switch below clears every capability.
+    """
+    if os.getuid() == 0 or os.geteuid() == 0:
+        os.setgroups([])
+        os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
+        os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    held = [name for name in ("CapPrm", "CapEff", "CapAmb") if int(fields[name].strip(), 16)]
+    if os.getuid() == 0 or os.geteuid() == 0 or held:
+        print(f"worker: refusing to run student code with privileges ({', '.join(held) or 'uid 0'})", file=sys.stderr)
+        os._exit(70)
 
 
 def _where(error: BaseException) -> str:
@@ -31,7 +50,10 @@ def _where(error: BaseException) -> str:
 
 
 def _failure(error: BaseException) -> dict:
-    message = str(error).strip().splitlines()
+    try:
+        message = str(error).strip().splitlines()
+    except BaseException:  # noqa: BLE001 - a student exception whose __str__ raises
+        message = ["(the exception's message could not be read)"]
     return {"ok": False, "error": type(error).__name__, "message": message[0][:300] if message else "",
             "where": _where(error)}
 
@@ -51,6 +73,8 @@ def load_cells(cells: list, namespace: dict) -> dict:
 
 
 def main() -> None:
+    if "--sandboxed" in sys.argv[1:]:
+        drop_privileges()
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # the student's prints go to the log, never into the answer stream
     requests = os.fdopen(0, "rb", closefd=False)
@@ -79,7 +103,13 @@ def main() -> None:
             answer = {"ok": True, "value": probes.plain(value)}
         except BaseException as error:  # noqa: BLE001
             answer = _failure(error)
-        send(answers, answer)
+            if torch.cuda.is_available():  # a CUDA out-of-memory error costs only this check
+                torch.cuda.empty_cache()
+        try:
+            send(answers, answer)
+        except (TypeError, ValueError) as error:  # over the protocol's caps, too deep, unencodable text
+            send(answers, {"ok": False, "error": "UnsendableAnswer", "where": "",
+                           "message": f"the answer cannot be sent back to the grader ({str(error)[:200]})"})
 
 
 if __name__ == "__main__":

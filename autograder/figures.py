@@ -1,0 +1,184 @@
+"""Check that a notebook's ``image/png`` outputs are real, non-blank figures.
+
+An output that merely *has* an ``image/png`` key proves nothing (``{"image/png": ""}`` has one).
+:func:`check_png` accepts a payload only when, in this order:
+
+1. it is base64 text (a string, or a list of strings that nbformat joins), at most
+   :data:`MAX_BYTES` (5 MB) once decoded, whitespace and newlines ignored;
+2. the bytes start with the PNG signature and a well-formed ``IHDR`` chunk (length 13, valid CRC,
+   a legal bit depth / colour type, compression 0, filter 0, interlace 0 or 1), parsed with
+   :mod:`struct` *before any image decoder runs*, whose width and height are each between
+   :data:`MIN_SIDE` (50) and :data:`MAX_SIDE` (10000) pixels and whose area is at most
+   :data:`MAX_PIXELS`;
+3. Pillow decodes it completely (``img.load()``) as a PNG, with ``Image.MAX_IMAGE_PIXELS`` bounded
+   and truncated images refused;
+4. it is not blank: it has at least two distinct colours and no single colour covers more than
+   :data:`MAX_SHARE` (99.5 %) of the pixels (fully transparent pixels count as one colour).
+
+A matplotlib scatter plot passes; a uniformly white or black figure fails. Note that an empty
+set of axes (frame, ticks and labels only) is not blank by this measure: whether a figure shows the
+right data is for checks that inspect the figure object itself.
+
+:func:`figure_outputs` collects the ``image/png`` payloads of a code cell's outputs without ever
+raising on malformed JSON.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import struct
+import threading
+import warnings
+import zlib
+
+MAX_BYTES = 5 * 1024 * 1024
+MIN_SIDE = 50
+MAX_SIDE = 10_000
+MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; a 300-dpi matplotlib figure is about 3 M
+MAX_SHARE = 0.995
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# colour type -> allowed bit depths (PNG specification, table 11.1)
+_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_MAX_TEXT = 2 * MAX_BYTES  # base64 is 4/3 of the bytes: generous room for line breaks
+_TOO_BIG = f"the image is larger than {MAX_BYTES // (1024 * 1024)} MB"
+_PIL_LOCK = threading.Lock()  # Pillow's limits are module globals: set and restore them under a lock
+
+
+def _payload_text(data: object) -> str | None:
+    """The base64 text of a payload (a string or a list of strings), or None if it is neither."""
+    if isinstance(data, str):
+        return data
+    if isinstance(data, list) and all(isinstance(part, str) for part in data):
+        return "".join(data)
+    return None
+
+
+def _decode_base64(text: str) -> bytes | str:
+    """The decoded bytes, or a reason string."""
+    if len(text) > _MAX_TEXT:
+        return _TOO_BIG
+    compact = "".join(text.split())
+    if not compact:
+        return "the image data is empty"
+    try:
+        raw = base64.b64decode(compact.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return "the image data is not valid base64"
+    if len(raw) > MAX_BYTES:
+        return _TOO_BIG
+    return raw
+
+
+def _check_header(raw: bytes) -> str | None:
+    """Signature and IHDR, read with struct: the reason the header is refused, or None."""
+    if not raw.startswith(PNG_SIGNATURE):
+        return "the image is not a PNG"
+    if len(raw) < 33:
+        return "the PNG is truncated (no complete IHDR chunk)"
+    length, kind = struct.unpack(">I4s", raw[8:16])
+    if kind != b"IHDR" or length != 13:
+        return "the PNG does not start with a valid IHDR chunk"
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", raw[16:29])
+    (crc,) = struct.unpack(">I", raw[29:33])
+    if zlib.crc32(raw[12:29]) & 0xFFFFFFFF != crc:
+        return "the PNG's IHDR chunk is corrupt (bad CRC)"
+    if depth not in _BIT_DEPTHS.get(colour, ()) or compression != 0 or filtering != 0 or interlace not in (0, 1):
+        return "the PNG's IHDR chunk is invalid"
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        return (f"the image is {width}x{height} pixels; a figure should be between {MIN_SIDE} and {MAX_SIDE} "
+                "pixels on each side")
+    if width * height > MAX_PIXELS:
+        return f"the image is {width}x{height} pixels, more than {MAX_PIXELS} pixels in all"
+    return None
+
+
+def _decode(raw: bytes) -> object | str:
+    """The fully decoded Pillow image, or a reason string."""
+    from PIL import Image, ImageFile  # imported only once the header has been accepted
+
+    with _PIL_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = MAX_PIXELS, False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(raw), formats=["PNG"])
+                image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            return "the image is too large to decode"
+        except Exception as error:  # noqa: BLE001 - any decoder failure means "not a readable PNG"
+            return f"the PNG cannot be decoded ({type(error).__name__})"
+        finally:
+            Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+    return image
+
+
+def _check_not_blank(image: object) -> str | None:
+    """The reason the image is blank, or None."""
+    import numpy as np
+
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA")
+    pixels = np.asarray(image)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    channels = pixels.shape[2]
+    if channels in (2, 4):  # alpha channel: all fully transparent pixels are one colour
+        pixels = np.where(pixels[:, :, -1:] == 0, 0, pixels)
+    keys = np.zeros(pixels.shape[:2], dtype=np.uint32)
+    for channel in range(channels):
+        keys = (keys << 8) | pixels[:, :, channel].astype(np.uint32)
+    _, counts = np.unique(keys.ravel(), return_counts=True)
+    if len(counts) < 2:
+        return "the image is blank (a single colour)"
+    share = counts.max() / keys.size
+    if share > MAX_SHARE:
+        return f"the image is almost blank ({share:.1%} of its pixels are one colour)"
+    return None
+
+
+def check_png(data: object) -> str | None:
+    """None when ``data`` (an output's ``image/png`` value) is a real, non-blank PNG, else a short reason.
+
+    Never raises: any unexpected input yields a reason.
+    """
+    if isinstance(data, list) and sum(len(part) for part in data if isinstance(part, str)) > _MAX_TEXT:
+        return _TOO_BIG  # refused before joining a huge list
+    text = _payload_text(data)
+    if text is None:
+        return "the image data is not base64 text"
+    raw = _decode_base64(text)
+    if isinstance(raw, str):
+        return raw
+    reason = _check_header(raw)
+    if reason is not None:
+        return reason
+    image = _decode(raw)
+    if isinstance(image, str):
+        return image
+    try:
+        return _check_not_blank(image)
+    except Exception as error:  # noqa: BLE001 - e.g. an exotic mode Pillow cannot convert
+        return f"the image cannot be analysed ({type(error).__name__})"
+
+
+def figure_outputs(cell: object) -> list:
+    """The ``image/png`` payloads of a code cell's ``display_data``/``execute_result`` outputs.
+
+    Payloads are returned as stored (normally base64 text); pass each to :func:`check_png`.
+    Malformed cells, outputs or data (non-dicts, missing keys) contribute nothing; never raises.
+    """
+    if not isinstance(cell, dict):
+        return []
+    outputs = cell.get("outputs")
+    if not isinstance(outputs, list):
+        return []
+    payloads = []
+    for output in outputs:
+        if not isinstance(output, dict) or output.get("output_type") not in ("display_data", "execute_result"):
+            continue
+        data = output.get("data")
+        if isinstance(data, dict) and "image/png" in data:
+            payloads.append(data["image/png"])
+    return payloads
