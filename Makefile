@@ -34,8 +34,8 @@ STAMP := $(VENV)/.installed
 VPY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install sandbox test grade calibrate notebook assignment release collect feedback check solutions \
-	bench examples clean
+.PHONY: help install sandbox test grade list mutants calibrate notebook assignment release collect feedback check \
+	solutions bench examples clean
 
 help: ## list the targets
 	@echo "usage: make TARGET [QUICK=1] [DATA_DIR=path] [VENV=path] [PYTHON=python3]"
@@ -61,6 +61,12 @@ test: install sandbox ## run the test suite (pytest; PYTEST_ARGS=... for more op
 grade: install sandbox ## grade submitted/ into grades/ (no submitted/: the example class in examples/submitted/)
 	@[ -d "$(COURSE_DIR)/submitted" ] || echo "No $(COURSE_DIR)/submitted/ folder: grading the example class in examples/submitted/."
 	$(VPY) -m autograder grade $(SUBMITTED) --out $(GRADES) --sandbox $(SANDBOX) $(if $(JOBS),--jobs $(JOBS))
+
+list: install ## print the rubric: every question, its checks and their points (read from the graders)
+	$(VPY) -m autograder list
+
+mutants: install sandbox ## grade mutants of the reference; writes reports/mutants.md (kill rate per question)
+	$(VPY) -m autograder mutants $(if $(JOBS),--jobs $(JOBS))
 
 calibrate: install sandbox ## retrain the reference (20 seeds per budget) and rewrite autograder/calibration.json
 	$(VPY) -m autograder calibrate

@@ -13,6 +13,8 @@ Student code runs only in a sandboxed worker (bubblewrap); the hidden pytest gra
 score stay in trusted processes. Writes DIR/grades.csv, DIR/<student_id>/results.json (Gradescope
 format), DIR/<student_id>/feedback.html, DIR/summary.txt and DIR/summary.png.
 
+list: the rubric (every question, its checks and their points), read from the graders.
+
 calibrate: retrains the reference solution under each grading budget with many seeds and writes
 autograder/calibration.json (see `python -m autograder calibrate --help`)."""
 
@@ -21,6 +23,7 @@ def grade_command(args: argparse.Namespace) -> int:
     import torch
 
     from autograder import config, engine, report
+    from autograder.rubric import RubricError
     from autograder.sandbox import SandboxUnavailable, check_bwrap, describe, prepare_training_data, \
         training_data_cache
 
@@ -50,7 +53,11 @@ def grade_command(args: argparse.Namespace) -> int:
     print(f"grading {len(submissions)} submission(s) on {device}, {jobs} at a time")
     print(f"sandbox: {describe() if args.sandbox == 'bwrap' else 'none (unsafe: student code runs unconfined)'}")
     data = prepare_training_data(training_data_cache(), config.datasets())  # the training split, for the sandboxes
-    results = engine.grade_all(submissions, out, jobs=jobs, options=[*options, "--train-data", str(data)])
+    try:
+        results = engine.grade_all(submissions, out, jobs=jobs, options=[*options, "--train-data", str(data)])
+    except RubricError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     questions = config.questions()
     for student_id, result in results.items():
         report.write_results_json(out / student_id / "results.json", result)
@@ -61,6 +68,17 @@ def grade_command(args: argparse.Namespace) -> int:
     report.summary_plot(out / "summary.png", results, questions)
     print(table)
     print(f"wrote {out / 'grades.csv'}, {out / 'summary.png'} and results.json + feedback.html per student")
+    return 0
+
+
+def list_command() -> int:
+    from autograder import rubric
+
+    try:
+        print(rubric.table(rubric.collect()))
+    except rubric.RubricError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -79,12 +97,23 @@ def main(argv: list[str] | None = None) -> int:
                        help="bwrap (default) confines student code with bubblewrap; none is unsafe")
     grade.add_argument("--memory-gb", type=float, default=6.0, help="memory cap per worker (default 6)")
     grade.add_argument("-k", dest="select", metavar="EXPR", help="only the checks matching this pytest -k expression")
+    commands.add_parser("list", help="the rubric: every question, its checks and their points",
+                        description="Collects the hidden graders (nothing runs) and prints each question's checks "
+                                    "with their points, as grading will score them.")
     commands.add_parser("calibrate", help="recalibrate the training thresholds", add_help=False)
+    commands.add_parser("mutants", help="grade mutants of the reference solution: the graders' kill rate",
+                        add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "calibrate":
         from autograder import calibrate
 
         return calibrate.main(rest)
+    if args.command == "mutants":
+        from autograder import mutants
+
+        return mutants.main(rest)
+    if args.command == "list":
+        return list_command()
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return grade_command(args)

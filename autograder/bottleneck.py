@@ -57,7 +57,9 @@ def held_out_images(dataset: str, n: int) -> torch.Tensor:
 
 
 def _common(budget: dict, device: str, seed: int, kwargs: dict | None) -> dict:
-    return {"name": budget["model"], "kwargs": dict(kwargs or {}), "seed": seed, "device": device}
+    """The arguments every step's probe takes; ``trusted``: the names the grader's own code stands in for."""
+    return {"name": budget["model"], "kwargs": dict(kwargs or {}), "seed": seed, "device": device,
+            "trusted": list(budget.get("trusted", []))}
 
 
 def train_step(worker: Worker, budget: dict, device: str, seed: int = config.GRADING_SEED,
@@ -146,7 +148,7 @@ class TrainingPlan:
     """
 
     def __init__(self, student: Worker, encoder: Worker, questions: list[str], device: str) -> None:
-        budgets = config.budgets()
+        budgets = {q: config.training_budget(q) for q in questions}
         self.lanes = {"student": ThreadPoolExecutor(1, "student"), "encoder": ThreadPoolExecutor(1, "encoder")}
         workers = {"student": student, "encoder": encoder}
         largest = max(questions, key=lambda q: budgets[q]["n_train"] * budgets[q]["epochs"], default=None)

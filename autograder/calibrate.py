@@ -75,7 +75,7 @@ def calibrate(seeds: int, jobs: int, device: str, sandbox: str, out: Path, laten
         def run(index: int, task: tuple[str, int]) -> None:
             qid, seed = task
             budget = budgets[qid]
-            trained, took = train_reference(workers[index % jobs], budget, seed, device)
+            trained, took = train_reference(workers[index % jobs], config.training_budget(qid), seed, device)
             x_eval = held_out_images(budget["dataset"], budget["n_eval"])
             scores[qid][seed] = held_out_score(budget["kind"], trained.images, trained.latents, x_eval,
                                                budget["model"])

@@ -50,6 +50,17 @@ def budgets() -> dict[str, dict[str, Any]]:
     return {qid: spec["budget"] for qid, spec in questions().items() if "budget" in spec}
 
 
+def trusted(question: str) -> list[str]:
+    """The student functions that the grader's own versions replace while ``question`` is graded (a bug
+    costs once: ``conv_vae`` uses the grader's ``reparameterize``)."""
+    return list(questions()[question].get("trusted", []))
+
+
+def training_budget(question: str) -> dict[str, Any]:
+    """The question's budget with its ``trusted`` names, as the training pipeline takes it."""
+    return {**budgets()[question], "trusted": trusted(question)}
+
+
 def train_arguments(budget: dict[str, Any]) -> dict[str, Any]:
     """The ``train`` probe's arguments for a budget (everything but the model's name and the time limit)."""
     return {key: budget[key] for key in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr")}

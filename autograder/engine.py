@@ -19,6 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from autograder import config
+from autograder.rubric import RUBRIC_EXIT_CODE, RubricError
 
 ASSIGNMENT = "autoencoders"
 RUNNER_TIMEOUT_S = 3600
@@ -87,6 +88,8 @@ def run_one(submission: Submission, out: Path, options: list[str]) -> dict[str, 
                 code = "timeout"
         if code == 0 and result_path.exists():
             return json.loads(result_path.read_text())
+    if code == RUBRIC_EXIT_CODE:  # the graders are broken for everyone: stop the whole run
+        raise RubricError((folder / "grader.log").read_text(errors="replace").strip().removeprefix("error: "))
     return {"notebook": str(submission.notebook), "checks": [], "runner_error":
             f"the grader itself failed on this submission ({code}); the instructor can read grader.log in its "
             "output folder"}

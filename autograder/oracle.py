@@ -76,20 +76,44 @@ def close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float
     return actual.shape == expected.shape and bool(torch.allclose(actual, expected, rtol=rtol, atol=atol))
 
 
+def diagnosis(value: torch.Tensor, expected: torch.Tensor, diagnoses: Iterable[tuple[torch.Tensor, str]],
+              rtol: float, atol: float) -> str | None:
+    """The message of the known mistake that ``value`` matches, only when the evidence is unambiguous.
+
+    A mistake is named when the value agrees with what that mistake gives (within the check's own
+    tolerance) and neither the correct value nor another mistake's value is that close to it;
+    otherwise None, and the caller says what it measured instead of guessing a name.
+    """
+    candidates = list(diagnoses)
+    matches = [(wrong, message) for wrong, message in candidates if close(value, wrong, rtol, atol)]
+    if len({message for _, message in matches}) != 1:
+        return None
+    wrong, message = matches[0]
+    rivals = [other for other, text in candidates if text != message and close(other, wrong, rtol, atol)]
+    if rivals or close(wrong, expected, rtol, atol):
+        return None
+    return message
+
+
 def compare(result: dict, expected: torch.Tensor, what: str, *, rtol: float = 1e-4, atol: float = 1e-5,
-            dtype: str | None = None, diagnoses: Iterable[tuple[torch.Tensor, str]] = ()) -> torch.Tensor:
+            dtype: str | None = None, diagnoses: Iterable[tuple[torch.Tensor, str]] = (),
+            measured: Callable[[torch.Tensor], str] | None = None) -> torch.Tensor:
     """Check ``result`` against the reference ``expected``: type, shape, dtype, then values.
 
-    ``diagnoses`` lists ``(value a known mistake gives, message naming it)``; the first that
-    matches the student's value explains a mismatch. Returns the student's value.
+    Values agree when ``|value − expected| ≤ atol + rtol·|expected|`` elementwise. ``diagnoses`` lists
+    ``(value a known mistake gives, message naming it)``; a mismatch is explained by :func:`diagnosis`,
+    else by ``measured(value)`` (what was measured, e.g. a ratio), else by the size of the error.
+    Returns the student's value.
     """
     value = tensor(result, what, shape=tuple(expected.shape), dtype=dtype)
     expect(bool(torch.isfinite(value).all()), f"{what} contains NaN or inf")
     if close(value, expected, rtol, atol):
         return value
-    for wrong, message in diagnoses:
-        if close(value, wrong, rtol, atol):
-            raise CheckFailed(message)
+    named = diagnosis(value, expected, diagnoses, rtol, atol)
+    if named:
+        raise CheckFailed(named)
+    if measured is not None:
+        raise CheckFailed(measured(value))
     error = (value.double() - expected.double()).abs().max().item()
     shown = f"{value.item():.6g} instead of {expected.item():.6g}" if value.numel() == 1 else f"max |error| {error:.3g}"
     raise CheckFailed(f"{what} differs from the reference solution ({shown})")

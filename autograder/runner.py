@@ -24,6 +24,7 @@ import pytest
 
 from autograder import config
 from autograder.failures import GradingFailure
+from autograder.rubric import RUBRIC_EXIT_CODE, RubricError, describe_problems
 from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
 from autograder.submission import Context, read_notebook
 
@@ -80,6 +81,8 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
         context.worker("student").prestart()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         code = pytest.main(arguments, plugins=[collector, context])
+    if context.rubric_problems:
+        raise RubricError(describe_problems(context.rubric_problems))
     if code not in (0, 1):
         raise RuntimeError(f"the graders could not run (pytest exit code {code})")
     return {
@@ -110,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="autograder-") as workdir:
         data = args.train_data or prepare_training_data(training_data_cache(), config.datasets())
         sandbox = SandboxConfig(mode=args.sandbox, device=args.device, memory_gb=args.memory_gb, data=data.resolve())
-        result = grade(args.notebook, sandbox, Path(workdir), args.select)
+        try:
+            result = grade(args.notebook, sandbox, Path(workdir), args.select)
+        except RubricError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return RUBRIC_EXIT_CODE
         log = Path(workdir, "worker.log")
         result["worker_log_tail"] = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     result["seconds"] = round(time.monotonic() - started, 2)

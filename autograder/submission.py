@@ -29,6 +29,7 @@ class Context:
     failed_cells: list[list[str]] = field(default_factory=list)
     text: StudentText = field(default_factory=StudentText)  # the feedback text the student's code controls
     workers: dict[str, Worker] = field(default_factory=dict)  # "student" and "encoder", made on first use
+    rubric_problems: list[str] = field(default_factory=list)
 
     def worker(self, role: str) -> Worker:
         """The submission's ``student`` or ``encoder`` worker (see the graders' conftest)."""
@@ -37,6 +38,15 @@ class Context:
             worker.broken = self.notebook_error
             self.workers[role] = worker
         return self.workers[role]
+
+    def pytest_collection_modifyitems(self, session: Any, config: Any, items: list) -> None:
+        """A check that would count towards no question stops the run before any check (see rubric.py)."""
+        from autograder import config as grading
+        from autograder.rubric import problems
+
+        self.rubric_problems = problems(items, grading.questions())
+        if self.rubric_problems:
+            items.clear()
 
     def pytest_collection_finish(self, session: Any) -> None:
         """Start the workers that the selected checks need now, so that their start-up overlaps the rest."""

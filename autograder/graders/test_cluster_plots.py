@@ -12,10 +12,11 @@ _generator = torch.Generator().manual_seed(4)
 LATENTS = torch.randn(300, 2, generator=_generator) * 3
 LABELS = torch.arange(300) % K
 FIGURE_CELLS = ("fig_kmeans_ae", "fig_kmeans_vae")
+TITLE = "k-means (k = 5) 潜在空間"
 
 
 def scatter(student) -> dict:
-    report = student.request("figure", name="plot_latent_clusters", args=[LATENTS, LABELS], kwargs={"title": "t"})
+    report = student.request("figure", name="plot_latent_clusters", args=[LATENTS, LABELS], kwargs={"title": TITLE})
     expect(report["is_figure"], f"plot_latent_clusters must return a matplotlib Figure, not {report['type']} "
                                 "(fig, ax = plt.subplots(); ...; return fig)")
     expect(bool(report["scatters"]), "the figure has no scatter plot (ax.scatter)")
@@ -36,8 +37,11 @@ def point_colours(report: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_returns_figure_with_every_point(student):
-    """Returns a Figure whose scatter plots show all N latents."""
-    points, _ = point_colours(scatter(student))
+    """Returns a Figure whose scatter plots show all N latents, under the given title."""
+    report = scatter(student)
+    expect(any(TITLE in str(title) for title in report.get("titles", [])),
+           f"the figure does not show the title passed in (title={TITLE!r}): use ax.set_title(title)")
+    points, _ = point_colours(report)
     expect(len(points) == len(LATENTS), f"the scatter plots show {len(points)} points; all {len(LATENTS)} latents "
                                         "must be drawn")
     drawn = sorted(map(tuple, points.float().round(decimals=4).tolist()))

@@ -11,6 +11,7 @@ image must be the decoder's output and the decoder's input a (B, 2) latent.
 import pytest
 import torch
 
+from autograder import config
 from autograder.graders.trained import check_score
 from autograder.oracle import Attempt, close, expect, items, tensor
 
@@ -39,7 +40,7 @@ def inspect(student, name: str, attempts: dict) -> list[dict]:
             for channels, size in SIZES:
                 x = torch.rand(BATCH, channels, size, size, generator=torch.Generator().manual_seed(size))
                 report = student.request("model", name=name, kwargs={"in_channels": channels, "image_size": size},
-                                         inputs=[x])
+                                         inputs=[x], trusted=config.trusted(MODELS[name]["question"]))
                 reports.append({"x": x, **report})
             return reports
         attempts[name] = Attempt(step)
@@ -108,6 +109,20 @@ def test_reconstruction_goes_through_latent(student, name, attempts):
         prior = {"info": run.get("decoded_prior_info", {"type": "NoneType"}), "value": run.get("decoded_prior")}
         decoded = tensor(prior, f"{name}.decoder(z) for z of shape ({BATCH}, 2)", shape=tuple(x.shape))
         expect(bool((decoded >= 0).all() and (decoded <= 1).all()), f"{name}.decoder(z) is not in [0, 1]")
+
+
+@pytest.mark.question("conv_vae")
+def test_conv_vae_samples_its_latent(student, attempts):
+    """ConvVAE.forward samples z while training: two passes under two random states give two reconstructions."""
+    for report in inspect(student, "ConvVAE", attempts):
+        run, x = report["runs"][0], report["x"]
+        image_and_latent("ConvVAE", run, x)
+        first, second = run.get("resampled") or (None, None)
+        expect(isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape,
+               "ConvVAE.forward in training mode did not return a reconstructed image first")
+        expect(not close(first, second, 1e-6, 1e-7),
+               "in training mode two forward passes give the same reconstruction: forward must sample "
+               "z = reparameterize(mu, logvar) (decoding mu is for evaluation only)")
 
 
 @parametrize

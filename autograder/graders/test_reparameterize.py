@@ -17,11 +17,14 @@ N_DRAWS = 20_000
 MU = torch.tensor([1.0, -2.0])
 LOGVAR = torch.tensor([math.log(4.0), -1.0])  # σ = (2, 0.61); exp(logvar) = (4, 0.37); |logvar| = (1.39, 1)
 SIGMA = torch.exp(0.5 * LOGVAR)
+CORRELATION_LIMIT = 0.05  # 20,000 independent pairs: |r| < 0.05 with probability 1 − 1e-12
 KS_LIMIT = 0.02  # the KS distance of 40,000 true N(0,1) draws is < 0.011 with probability 1 − 1e-4
 
 
-def draw(student, n: int = N_DRAWS) -> torch.Tensor:
-    result = student.request("call", name="reparameterize", args=[MU.expand(n, 2).clone(), LOGVAR.expand(n, 2).clone()])
+def draw(student, n: int = N_DRAWS, seed: int = 0) -> torch.Tensor:
+    """z for n copies of (MU, LOGVAR); the worker seeds torch's global generator with ``seed`` first."""
+    result = student.request("call", name="reparameterize", args=[MU.expand(n, 2).clone(), LOGVAR.expand(n, 2).clone()],
+                             seed=seed)
     return tensor(result, "z", shape=(n, 2), dtype="float32").double()
 
 
@@ -81,9 +84,16 @@ def test_mean_and_std_match_mu_and_sigma(student):
 
 
 def test_noise_is_standard_normal(student):
-    """The noise is Gaussian (torch.randn_like), not uniform: a Kolmogorov–Smirnov test on (z − mean)/std."""
+    """The noise is Gaussian (torch.randn_like), independent across dimensions and drawn afresh on every call."""
     z = draw(student)
     expect(bool((z.std(dim=0) > 1e-6).all()), "z does not vary between draws: the noise eps is missing")
+    again = draw(student, seed=1)
+    expect(not torch.equal(z, again), "z is the same on every call (with a different random state): draw fresh "
+                                      "noise each time with torch.randn_like(std), not from a generator seeded inside")
+    correlation = torch.corrcoef(((z - z.mean(dim=0)) / z.std(dim=0)).T)[0, 1].item()
+    expect(abs(correlation) < CORRELATION_LIMIT,
+           f"the noise of the two latent dimensions is correlated ({correlation:.2f}): draw one independent ε per "
+           "element (torch.randn_like(std)), not one per row")
     standardised = ((z - z.mean(dim=0)) / z.std(dim=0)).flatten().numpy()
     distance = stats.kstest(standardised, "norm").statistic
     uniform = stats.kstest(standardised, "uniform", args=(-math.sqrt(3), 2 * math.sqrt(3))).statistic

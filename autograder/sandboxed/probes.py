@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sandboxed import training
+from sandboxed import trusted, training
 
 PROBES: dict[str, Callable[..., Any]] = {}
 
@@ -27,10 +27,12 @@ def probe(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def run(op: str, namespace: dict, args: dict) -> Any:
-    """Run the probe ``op``."""
+    """Run the probe ``op``; the names in ``args["trusted"]`` use the grader's implementations meanwhile."""
     if op not in PROBES:
         raise KeyError(f"unknown probe {op!r}")
-    return PROBES[op](namespace, **args)
+    args = dict(args)
+    with trusted.substituted(namespace, args.pop("trusted", None)):
+        return PROBES[op](namespace, **args)
 
 
 def lookup(namespace: dict, name: str) -> Any:
@@ -112,14 +114,18 @@ def call(namespace: dict, name: str, args: list, kwargs: dict | None = None, see
 
 
 @probe
-def gradients(namespace: dict, name: str, args: list, weight: torch.Tensor, seed: int = 0) -> dict:
-    """Call ``name(*args)`` with every tensor argument requiring grad, back-propagate ``sum(out * weight)``.
+def gradients(namespace: dict, name: str, args: list, weight: torch.Tensor, seed: int = 0,
+              differentiate: list[bool] | None = None) -> dict:
+    """Call ``name(*args)`` with the tensor arguments requiring grad (all, or those flagged in
+    ``differentiate``), back-propagate ``sum(out * weight)``.
 
     Returns the output, whether it is attached to the graph, and each argument's gradient (None if
     no gradient reached it).
     """
     function = lookup(namespace, name)
-    inputs = [a.clone().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in args]
+    flags = differentiate or [True] * len(args)
+    inputs = [a.clone().requires_grad_(True) if isinstance(a, torch.Tensor) and flag else a
+              for a, flag in zip(args, flags)]
     torch.manual_seed(seed)
     out = function(*inputs)
     attached = isinstance(out, torch.Tensor) and out.requires_grad
@@ -150,8 +156,11 @@ def figure(namespace: dict, name: str, args: list, kwargs: dict | None = None) -
                     "facecolors": torch.as_tensor(np.asarray(collection.get_facecolors(), dtype=np.float64)),
                 })
     legend = any(ax.get_legend() is not None for ax in result.axes) or bool(result.legends)
+    titles = [ax.get_title(loc) for ax in result.axes for loc in ("center", "left", "right")]
+    titles.append(result._suptitle.get_text() if result._suptitle is not None else "")
     plt.close("all")
-    return {"is_figure": True, "type": type(result).__name__, "scatters": scatters, "legend": legend}
+    return {"is_figure": True, "type": type(result).__name__, "scatters": scatters, "legend": legend,
+            "titles": [title for title in titles if title]}
 
 
 def _build(namespace: dict, name: str, kwargs: dict, seed: int) -> nn.Module:
@@ -170,8 +179,9 @@ def _layer_types(module: Any) -> list[str] | None:
 def model(namespace: dict, name: str, kwargs: dict, inputs: list, latent_dim: int = 2, seed: int = 0) -> dict:
     """Build ``name(**kwargs)`` and run it in eval mode on each input.
 
-    For each input it reports the forward outputs, what went into and came out of
-    ``model.decoder`` during that forward (a forward hook), and ``model.decoder`` applied to
+    For each input it reports the forward outputs, the first output of two forwards in training mode
+    under two seeds (a VAE samples its latent: they differ), what went into and came out of
+    ``model.decoder`` during the first forward (a forward hook), and ``model.decoder`` applied to
     standard-normal latents of size ``latent_dim``.
     """
     net = _build(namespace, name, kwargs, seed)
@@ -195,7 +205,7 @@ def model(namespace: dict, name: str, kwargs: dict, inputs: list, latent_dim: in
             outputs = net(x)
         if hook is not None:
             hook.remove()
-        run = {"outputs": plain(outputs), "info": describe(outputs),
+        run = {"outputs": plain(outputs), "info": describe(outputs), "resampled": _resampled(net, x, seed),
                "decoder_input": seen.get("input"), "decoder_output": seen.get("output")}
         if callable(decoder):
             with torch.no_grad():
@@ -204,6 +214,19 @@ def model(namespace: dict, name: str, kwargs: dict, inputs: list, latent_dim: in
             run["decoded_prior"], run["decoded_prior_info"] = plain(decoded), describe(decoded)
         report["runs"].append(run)
     return report
+
+
+def _resampled(net: nn.Module, x: torch.Tensor, seed: int) -> list:
+    """The first output of ``net(x)`` in training mode under ``seed`` and ``seed + 1`` (then back to eval)."""
+    firsts = []
+    net.train()
+    for offset in (0, 1):
+        torch.manual_seed(seed + offset)
+        with torch.no_grad():
+            outputs = net(x)
+        firsts.append(plain(outputs[0] if isinstance(outputs, (tuple, list)) and outputs else outputs))
+    net.eval()
+    return firsts
 
 
 @functools.lru_cache(maxsize=2)
