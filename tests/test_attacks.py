@@ -592,10 +592,10 @@ def test_kmeans_wrapping_scikit_learn_scores_zero(graded):
     results, _ = _results(graded, "side_channels")
     checks = _checks(results["wrapper"])
     kmeans = {name: test for name, test in checks.items() if name.startswith("kmeans:")}
-    assert len(kmeans) == 5 and all(test["score"] == 0 for test in kmeans.values()), kmeans
+    assert len(kmeans) >= 5 and all(test["score"] == 0 for test in kmeans.values()), kmeans
     policy = [test for test in kmeans.values() if "sklearn.cluster.KMeans" in test["output"]]
     assert len(policy) == 1 and policy[0]["status"] == "failed"
-    assert sum(test["status"] == "passed" for test in kmeans.values()) == 4  # it does cluster well
+    assert sum(test["status"] == "passed" for test in kmeans.values()) == len(kmeans) - 1  # it does cluster well
 
 
 def test_an_empty_png_is_not_a_figure(graded):

@@ -21,7 +21,7 @@ X_BINARY = (torch.rand(BATCH, 1, 28, 28, generator=_generator) > 0.5).float()
 MU = torch.randn(BATCH, 2, generator=_generator)
 LOGVAR = 0.5 * torch.randn(BATCH, 2, generator=_generator)
 ZEROS = torch.zeros(BATCH, 2)
-# For the KL term alone: spread-out μ and logvar, so that every known KL mistake gives a clearly different value
+# Spread-out μ and logvar, so that every known KL mistake gives a clearly different value (also next to the BCE)
 _kl_generator = torch.Generator().manual_seed(5)
 MU_KL = 2 * torch.randn(BATCH, 2, generator=_kl_generator)
 LOGVAR_KL = torch.randn(BATCH, 2, generator=_kl_generator)
@@ -85,9 +85,9 @@ def test_returns_a_scalar_tensor(student):
 
 def test_matches_reference_on_fixed_inputs(student, reference):
     """Equal to the reference BCE(sum) + KL(sum) on fixed inputs, with image- and flat-shaped x."""
-    expected = reference["vae_loss"](RECON, X, MU, LOGVAR)
-    b, k = bce(RECON, X), kl(MU, LOGVAR)
-    diagnoses = [(b + wrong(MU, LOGVAR), message) for wrong, message in KL_MISTAKES] + [
+    expected = reference["vae_loss"](RECON, X, MU_KL, LOGVAR_KL)
+    b, k = bce(RECON, X), kl(MU_KL, LOGVAR_KL)
+    diagnoses = [(b + wrong(MU_KL, LOGVAR_KL), message) for wrong, message in KL_MISTAKES] + [
         (b, "the KL term is missing: the loss must be BCE + KL"),
         (k, "the reconstruction (BCE) term is missing: the loss must be BCE + KL"),
         (bce(RECON, X, "mean") + k, "the BCE uses reduction='mean'; use reduction='sum'"),
@@ -95,8 +95,9 @@ def test_matches_reference_on_fixed_inputs(student, reference):
         (F.mse_loss(RECON, X, reduction="sum") + k, "MSE is used for reconstruction; the VAE loss uses BCE (sum)"),
         (bce(X, RECON) + k, "binary_cross_entropy's arguments are swapped: (reconstructed, x)"),
     ]
-    compare(loss_of(student, RECON, X, MU, LOGVAR), expected, "vae_loss", rtol=RTOL, atol=ATOL, diagnoses=diagnoses)
-    flat = loss_of(student, RECON.flatten(1), X, MU, LOGVAR)
+    compare(loss_of(student, RECON, X, MU_KL, LOGVAR_KL), expected, "vae_loss", rtol=RTOL, atol=ATOL,
+            diagnoses=diagnoses)
+    flat = loss_of(student, RECON.flatten(1), X, MU_KL, LOGVAR_KL)
     compare(flat, expected, "vae_loss with reconstructed of shape (B, 784) and x of shape (B, 1, 28, 28)",
             rtol=RTOL, atol=ATOL)
 
