@@ -595,7 +595,8 @@ def test_kmeans_wrapping_scikit_learn_scores_zero(graded):
     assert len(kmeans) >= 5 and all(test["score"] == 0 for test in kmeans.values()), kmeans
     policy = [test for test in kmeans.values() if "sklearn.cluster.KMeans" in test["output"]]
     assert len(policy) == 1 and policy[0]["status"] == "failed"
-    assert sum(test["status"] == "passed" for test in kmeans.values()) == len(kmeans) - 1  # it does cluster well
+    clustering = [test for name, test in kmeans.items() if "blobs" in name or "inertia" in name]
+    assert len(clustering) == 2 and all(test["status"] == "passed" for test in clustering)  # it does cluster well
 
 
 def test_an_empty_png_is_not_a_figure(graded):
