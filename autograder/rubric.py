@@ -31,7 +31,7 @@ class RubricError(RuntimeError):
 @dataclass(frozen=True)
 class Check:
     id: str
-    question: str
+    question: str | None  # None: the test has no question marker
     title: str
     weight: float
     voids: bool
@@ -44,6 +44,15 @@ class _Items:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.items = list(session.items)
+
+
+def check_of(item: pytest.Item) -> Check:
+    """The check a collected grader test is: its id, question, title (docstring's first line), weight, voids."""
+    marker = item.get_closest_marker("question")
+    doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
+    return Check(item.nodeid.split("::", 1)[-1], marker.args[0] if marker and marker.args else None,
+                 doc[0] if doc else item.name, float(marker.kwargs.get("weight", 1)) if marker else 1.0,
+                 bool(marker.kwargs.get("voids")) if marker else False)
 
 
 def problems(items: list[pytest.Item], questions: dict) -> list[str]:
@@ -75,12 +84,7 @@ def collect(graders: Path = GRADERS_DIR, questions: dict | None = None) -> list[
     found = problems(plugin.items, questions)
     if found:
         raise RubricError(describe_problems(found))
-    checks = []
-    for item in plugin.items:
-        marker = item.get_closest_marker("question")
-        doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
-        checks.append(Check(item.nodeid.split("::", 1)[-1], marker.args[0], doc[0] if doc else item.name,
-                            float(marker.kwargs.get("weight", 1)), bool(marker.kwargs.get("voids"))))
+    checks = [check_of(item) for item in plugin.items]
     weights = {qid: sum(c.weight for c in checks if c.question == qid) for qid in questions}
     return [Check(**{**c.__dict__, "points": questions[c.question]["points"] * c.weight / weights[c.question]
                      if weights[c.question] else 0.0}) for c in checks]

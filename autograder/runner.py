@@ -24,12 +24,9 @@ import pytest
 
 from autograder import config
 from autograder.failures import GradingFailure
-from autograder.rubric import RUBRIC_EXIT_CODE, RubricError, describe_problems
+from autograder.rubric import GRADERS_DIR, RUBRIC_EXIT_CODE, RubricError, check_of, describe_problems
 from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
 from autograder.submission import Context, read_notebook
-
-GRADERS_DIR = Path(__file__).resolve().parent / "graders"
-
 
 class Collector:
     """A pytest plugin that records each check's outcome, keeping only messages meant for students."""
@@ -42,14 +39,10 @@ class Collector:
         outcome = yield
         report = outcome.get_result()
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-            marker = item.get_closest_marker("question")
-            doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
+            check = check_of(item)
             self.checks.append({
-                "id": item.nodeid.split("::", 1)[-1],
-                "question": marker.args[0] if marker else None,
-                "voids": bool(marker.kwargs.get("voids")) if marker else False,
-                "weight": float(marker.kwargs.get("weight", 1)) if marker else 1.0,
-                "title": doc[0] if doc else item.name,
+                "id": check.id, "question": check.question, "voids": check.voids, "weight": check.weight,
+                "title": check.title,
                 "passed": report.passed,
                 "message": "" if report.passed else self._message(call),
                 "seconds": round(report.duration, 3),
