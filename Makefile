@@ -18,6 +18,10 @@ COURSE_ID ?= ae-vae-lab
 GRADES ?= grades
 JOBS ?=
 SANDBOX ?= bwrap
+# make calibrate DEVICE=cuda; make export FORMAT=moodle ROSTER=roster.csv
+DEVICE ?=
+FORMAT ?= canvas
+ROSTER ?=
 SUBMITTED = $(if $(wildcard $(COURSE_DIR)/submitted),$(COURSE_DIR)/submitted,examples/submitted)
 COURSE = $(VPY) tools/course.py --course-dir $(COURSE_DIR) --exchange $(EXCHANGE) --course-id $(COURSE_ID)
 
@@ -34,7 +38,7 @@ STAMP := $(VENV)/.installed
 VPY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install sandbox test grade list mutants calibrate notebook assignment release collect feedback check \
+.PHONY: help install sandbox test grade list mutants calibrate export gradescope similarity notebook assignment release collect feedback check \
 	solutions bench examples clean
 
 help: ## list the targets
@@ -68,8 +72,18 @@ list: install ## print the rubric: every question, its checks and their points (
 mutants: install sandbox ## grade mutants of the reference; writes reports/mutants.md (kill rate per question)
 	$(VPY) -m autograder mutants $(if $(JOBS),--jobs $(JOBS))
 
-calibrate: install sandbox ## retrain the reference (20 seeds per budget) and rewrite autograder/calibration.json
-	$(VPY) -m autograder calibrate
+calibrate: install sandbox ## retrain the reference (20 seeds a budget): autograder/calibration.json (DEVICE=cuda: its own file)
+	$(VPY) -m autograder calibrate $(if $(DEVICE),--device $(DEVICE))
+
+export: install ## grades.csv -> an LMS import file: make export FORMAT=canvas|moodle ROSTER=roster.csv [EXPORT_ARGS=...]
+	@[ -n "$(ROSTER)" ] || { echo "usage: make export FORMAT=canvas|moodle ROSTER=roster.csv"; exit 2; }
+	$(VPY) -m autograder export $(GRADES) --format $(FORMAT) --roster $(ROSTER) $(EXPORT_ARGS)
+
+gradescope: install ## build/gradescope.zip: the Gradescope autograder (upload it in Configure Autograder)
+	$(VPY) -m autograder gradescope --out build/gradescope.zip
+
+similarity: install ## code similarity of submitted/ (or the example class) -> grades/similarity.html (evidence, not proof)
+	$(VPY) -m autograder similarity $(SUBMITTED) --out $(GRADES)/similarity.html $(SIMILARITY_ARGS)
 
 collect: install ## nbgrader collect from the exchange (+ zip_collect of downloaded/autoencoders/) into submitted/
 	$(COURSE) collect

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -11,25 +12,34 @@ DESCRIPTION = """Autograder for the autoencoder/VAE lab (実験3-4).
 grade: grades nbgrader submissions (submitted/<student_id>/autoencoders/*.ipynb) or notebooks.
 Student code runs only in a sandboxed worker (bubblewrap); the hidden pytest graders and every
 score stay in trusted processes. Writes DIR/grades.csv, DIR/<student_id>/results.json (Gradescope
-format), DIR/<student_id>/feedback.html, DIR/summary.txt and DIR/summary.png.
+format), DIR/<student_id>/feedback.html, DIR/summary.txt and DIR/summary.png. Grading into a DIR that
+holds earlier results updates the students graded now and keeps the others; a question that a run
+does not grade (-k) keeps its earlier score, or stays empty ("not graded") in grades.csv.
 
 list: the rubric (every question, its checks and their points), read from the graders.
 
+export, gradescope, similarity: an LMS import file from grades.csv, the Gradescope autograder zip, and a
+code-similarity report of the solution cells (each has its own --help).
+
 calibrate: retrains the reference solution under each grading budget with many seeds and writes
-autograder/calibration.json (see `python -m autograder calibrate --help`)."""
+autograder/calibration.json, or calibration-cuda.json with --device cuda: grading on a device uses
+that device's thresholds (see `python -m autograder calibrate --help`)."""
 
 
 def grade_command(args: argparse.Namespace) -> int:
     import torch
 
-    from autograder import config, engine, report
+    from autograder import config, engine, gradesheet, report
     from autograder.rubric import RubricError
-    from autograder.sandbox import SandboxUnavailable, check_bwrap, describe, prepare_training_data, \
+    from autograder.sandbox import SandboxUnavailable, check_bwrap, describe, describe_none, prepare_training_data, \
         training_data_cache
 
     labtools = config.labtools()
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        config.calibration()
+        if device == "cuda" and not torch.cuda.is_available():
+            raise engine.BadInput("--device cuda, but torch sees no CUDA device here")
+        config.calibration(device)
         submissions = engine.discover(args.paths)
         if args.sandbox == "bwrap":
             check_bwrap()
@@ -43,7 +53,8 @@ def grade_command(args: argparse.Namespace) -> int:
     if args.sandbox == "none":
         print("warning: --sandbox none runs student code unconfined; use it only for trusted notebooks",
               file=sys.stderr)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if config.calibration_warning(device):
+        print(f"warning: {config.calibration_warning(device)}", file=sys.stderr)
     jobs = args.jobs or max(1, os.cpu_count() or 1)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +62,7 @@ def grade_command(args: argparse.Namespace) -> int:
     if args.select:
         options += ["-k", args.select]
     print(f"grading {len(submissions)} submission(s) on {device}, {jobs} at a time")
-    print(f"sandbox: {describe() if args.sandbox == 'bwrap' else 'none (unsafe: student code runs unconfined)'}")
+    print(f"sandbox: {describe() if args.sandbox == 'bwrap' else describe_none()}")
     data = prepare_training_data(training_data_cache(), config.datasets())  # the training split, for the sandboxes
     try:
         results = engine.grade_all(submissions, out, jobs=jobs, options=[*options, "--train-data", str(data)])
@@ -59,15 +70,24 @@ def grade_command(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     questions = config.questions()
-    for student_id, result in results.items():
-        report.write_results_json(out / student_id / "results.json", result)
-        report.write_feedback_html(out / student_id / "feedback.html", student_id, result)
-    report.write_grades_csv(out / "grades.csv", results, list(questions))
-    table = report.summary_table(results, questions)
-    (out / "summary.txt").write_text(table + "\n")
-    report.summary_plot(out / "summary.png", results, questions)
+    try:
+        everyone = gradesheet.update(out, results, list(questions))
+        for student_id in results:
+            report.write_results_json(out / student_id / "results.json", everyone[student_id])
+            report.write_feedback_html(out / student_id / "feedback.html", student_id, everyone[student_id])
+        table = report.summary_table(everyone, questions)
+        gradesheet.write_atomic(out / "summary.txt", table + "\n")
+        report.summary_plot(out / "summary.png", everyone, questions)
+    except OSError as error:
+        print(f"error: could not write the results into {out}: {error} (the previous grades.csv is unchanged)",
+              file=sys.stderr)
+        return 2
     print(table)
-    print(f"wrote {out / 'grades.csv'}, {out / 'summary.png'} and results.json + feedback.html per student")
+    kept = len(everyone) - len(results)
+    print(f"wrote {out / 'grades.csv'} ({len(results)} graded now" + (f", {kept} kept from earlier runs" if kept else "")
+          + f"), {out / 'summary.png'} and results.json + feedback.html per student")
+    for student_id, qids in gradesheet.not_graded({s: everyone[s] for s in results}).items():
+        print(f"note: {student_id}: not graded yet: {', '.join(qids)} (empty in grades.csv)")
     return 0
 
 
@@ -80,6 +100,14 @@ def list_command() -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+# Commands whose module has its own ``main(argv)`` and ``--help``: ``python -m autograder NAME --help``.
+EXTRA_COMMANDS = {
+    "export": "grades.csv -> a Canvas or Moodle gradebook-import CSV (--roster FILE)",
+    "gradescope": "build the Gradescope autograder zip (setup.sh, run_autograder, grader, data)",
+    "similarity": "HTML report of the most similar pairs of solutions, for instructors (changes no grade)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("calibrate", help="recalibrate the training thresholds", add_help=False)
     commands.add_parser("mutants", help="grade mutants of the reference solution: the graders' kill rate",
                         add_help=False)
+    for name, summary in EXTRA_COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "calibrate":
         from autograder import calibrate
@@ -114,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         return mutants.main(rest)
     if args.command == "list":
         return list_command()
+    if args.command in EXTRA_COMMANDS:
+        return importlib.import_module(f"autograder.{args.command}").main(rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return grade_command(args)

@@ -57,7 +57,7 @@ def summarise(values: list[float], baseline: float, budget: dict, seconds: list[
     }
 
 
-def calibrate(seeds: int, jobs: int, device: str, sandbox: str, out: Path, latents_out: Path) -> dict:
+def calibrate(seeds: int, jobs: int, device: str, sandbox: str, out: Path, latents_out: Path | None) -> dict:
     load_dataset = config.labtools().load_dataset
     cells = extract_notebook(config.REFERENCE_NOTEBOOK).cells
     budgets = config.budgets()
@@ -95,8 +95,9 @@ def calibrate(seeds: int, jobs: int, device: str, sandbox: str, out: Path, laten
         for pair in workers:
             for worker in pair:
                 worker.close()
-    latents_out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(latents_out, reference_ae.latents[0].numpy().astype(np.float32), allow_pickle=False)
+    if latents_out is not None:
+        latents_out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(latents_out, reference_ae.latents[0].numpy().astype(np.float32), allow_pickle=False)
     questions = {}
     for qid, budget in budgets.items():
         x_train = load_dataset(budget["dataset"], train=True, limit=budget["n_train"])[0]
@@ -121,9 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--sandbox", choices=("bwrap", "none"), default="bwrap")
-    parser.add_argument("--out", type=Path, default=config.CALIBRATION_FILE)
-    parser.add_argument("--latents", type=Path, default=config.LATENTS_FILE)
+    parser.add_argument("--out", type=Path, help="default: autograder/calibration.json on the CPU, "
+                                                 "autograder/calibration-cuda.json on CUDA (grading uses the device's)")
+    parser.add_argument("--latents", type=Path, help="where the k-means latents go (default: autograder/data/ on "
+                                                     "the CPU; on CUDA they are not rewritten)")
     args = parser.parse_args(argv)
+    args.out = args.out or config.CALIBRATION_FILES[args.device]
+    args.latents = args.latents or (config.LATENTS_FILE if args.device == "cpu" else None)
     if args.seeds < 2:
         parser.error("--seeds must be at least 2")
     torch.set_num_threads(1)
@@ -132,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     for qid, q in report["questions"].items():
         print(f"{qid:18} {q['mean']:9.4f} {q['std']:8.4f} {q['max']:9.4f} {q['baseline']:9.4f} {q['threshold']:9.4f}"
               f"  {q['train_seconds_mean']:.1f}")
-    print(f"wrote {args.out} and {args.latents}")
+    print(f"wrote {args.out}" + (f" and {args.latents}" if args.latents else ""))
     return 0
 
 

@@ -16,6 +16,8 @@ else:  # pragma: no cover
 PACKAGE_DIR = Path(__file__).resolve().parent
 QUESTIONS_FILE = PACKAGE_DIR / "questions.toml"
 CALIBRATION_FILE = PACKAGE_DIR / "calibration.json"
+# Thresholds are per device: training on CUDA rounds differently, so `make calibrate DEVICE=cuda` writes its own.
+CALIBRATION_FILES = {"cpu": CALIBRATION_FILE, "cuda": PACKAGE_DIR / "calibration-cuda.json"}
 LATENTS_FILE = PACKAGE_DIR / "data" / "mnist_ae_latents.npy"
 REFERENCE_NOTEBOOK = PACKAGE_DIR.parent / "solutions" / "autoencoders.ipynb"
 GRADING_SEED = 0
@@ -71,15 +73,32 @@ def datasets() -> list[str]:
     return sorted({budget["dataset"] for budget in budgets().values()})
 
 
-def calibration(path: Path = CALIBRATION_FILE) -> dict[str, Any]:
-    """The committed calibration, checked against the current budgets."""
+def calibration_file(device: str = "cpu") -> Path:
+    """The calibration that grading on ``device`` uses: that device's own when it exists, else the CPU's
+    (see :func:`calibration_warning`)."""
+    own = CALIBRATION_FILES.get(device, CALIBRATION_FILE)
+    return own if own.exists() else CALIBRATION_FILE
+
+
+def calibration_warning(device: str) -> str | None:
+    """A line for the instructor when ``device`` has no calibration of its own (its thresholds are the CPU's)."""
+    if device != "cpu" and not CALIBRATION_FILES[device].exists():
+        return (f"no {device.upper()} calibration yet ({CALIBRATION_FILES[device].name}): the training checks use the "
+                f"CPU's thresholds; run `make calibrate DEVICE={device}` on this machine for its own")
+    return None
+
+
+def calibration(device: str = "cpu", path: Path | None = None) -> dict[str, Any]:
+    """The calibration for ``device`` (see :func:`calibration_file`), checked against the current budgets."""
+    path = path or calibration_file(device)
     if not path.exists():
         raise StaleCalibration(f"{path.name} is missing: run `make calibrate`")
     data = json.loads(path.read_text())
+    fix = f"run `make calibrate{'' if path == CALIBRATION_FILE else ' DEVICE=' + device}`"
     if data.get("pipeline") != PIPELINE:
-        raise StaleCalibration(f"{path.name} was made with another training pipeline: run `make calibrate`")
+        raise StaleCalibration(f"{path.name} was made with another training pipeline: {fix}")
     for qid, budget in budgets().items():
         recorded = data.get("questions", {}).get(qid, {}).get("budget")
         if recorded != budget:
-            raise StaleCalibration(f"{path.name} was made for another {qid} budget: run `make calibrate`")
+            raise StaleCalibration(f"{path.name} was made for another {qid} budget: {fix}")
     return data

@@ -25,7 +25,11 @@ namespaces through ``clone``, ``clone3`` (so that glibc falls back to ``clone``)
 Resource limits come from :mod:`autograder.limits`: a cgroup per worker (memory including tmpfs,
 processes, CPU bandwidth) where the machine allows it, rlimits otherwise.
 
-``mode="none"`` skips bubblewrap (for machines without it); it is unsafe with untrusted code.
+``mode="none"`` skips bubblewrap (for machines without it, e.g. Gradescope's containers); it is unsafe with
+untrusted code: the worker sees the host's files and network and shares the grader's namespaces. Under
+a root grader the worker still drops to uid/gid 65534 with no capability before any student code runs
+(after importing what it needs and reading the training split, :func:`sandboxed.probes.preload`), so
+files that only root may read or write stay out of its reach; the resource limits apply as in bwrap mode.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from autograder import limits
 from autograder.limits import Limits, WorkerGroup
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -127,6 +132,15 @@ def _readable(folder: Path) -> None:
     the host (a private temporary folder, a home folder) may stay closed."""
     for path in [folder, *folder.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _traversable(folder: Path) -> None:
+    """Let uid 65534 reach ``folder`` through the private temporary folders above it (search, not list)."""
+    temporary = Path(tempfile.gettempdir()).resolve()
+    for parent in folder.resolve().parents:
+        if parent == temporary or temporary not in parent.parents:
+            break
+        parent.chmod(parent.stat().st_mode | 0o111)
 
 
 def check_bwrap() -> None:
@@ -283,12 +297,18 @@ def seccomp_program() -> bytes | None:
 
 def describe() -> str:
     """One line for the CLI and the README: what confines the workers on this machine."""
-    from autograder import limits
-
     privilege = "root grader: bwrap sets up, the worker drops to uid 65534" if os.geteuid() == 0 else \
         "user namespace, uid 65534, no capabilities"
     syscalls = "seccomp filter" if seccomp_program() else "no seccomp filter (libseccomp missing)"
     return f"bubblewrap ({privilege}; {syscalls}); limits: {limits.describe()}"
+
+
+def describe_none() -> str:
+    """One line: what is left of the confinement with ``--sandbox none``."""
+    if os.geteuid() == 0:
+        return ("none (unsafe: no bubblewrap; the worker drops to uid 65534 before student code runs, but sees the "
+                f"host's world-readable files and network); limits: {limits.describe()}")
+    return "none (unsafe: student code runs unconfined, as this user)"
 
 
 def start_worker(runtime: Path, config: SandboxConfig, log_path: Path) -> tuple[subprocess.Popen, WorkerGroup]:
@@ -315,8 +335,11 @@ def start_worker(runtime: Path, config: SandboxConfig, log_path: Path) -> tuple[
             cwd = None
         elif config.mode == "none":
             command = [sys.executable, "-m", "sandboxed.worker"]
+            if os.geteuid() == 0:  # still no student code as root: the worker drops to 65534 (see mode "none")
+                command.append("--drop-privileges")
+                _traversable(runtime)
             env = worker_environment(config, str(runtime), str(config.data) if config.data else None)
-            cwd = str(log_path.parent)
+            cwd = str(runtime)
         else:
             raise ValueError(f"unknown sandbox mode {config.mode!r} (use 'bwrap' or 'none')")
         with open(log_path, "ab") as log:

@@ -95,7 +95,7 @@ def test_feedback_names_the_bug(class_results):
 def test_outputs_follow_their_schemas(class_results):
     rows = read_csv(class_results / "grades.csv")
     header = next(csv.reader(open(class_results / "grades.csv", encoding="utf-8")))
-    assert header == ["student_id", *QUESTIONS, "total", "max_total"]
+    assert header == ["student_id", *QUESTIONS, "total", "max_total", "graded_at"]
     for student_id, row in rows.items():
         results = json.loads((class_results / student_id / "results.json").read_text(encoding="utf-8"))
         assert set(results) >= {"score", "tests"}
@@ -219,3 +219,22 @@ def test_a_failed_runner_scores_zero_with_its_reason(tmp_path):
     write_feedback_html(tmp_path / "feedback.html", "amy", result)
     assert "the grader itself failed" in json.loads((tmp_path / "results.json").read_text())["output"]
     assert "the grader itself failed" in (tmp_path / "feedback.html").read_text()
+
+
+def test_each_device_uses_its_own_calibration(tmp_path, monkeypatch):
+    """CUDA grading reads calibration-cuda.json when `make calibrate DEVICE=cuda` made one, else the CPU's with a
+    warning; a stale CUDA file names the command that remakes it."""
+    cuda_file = tmp_path / "calibration-cuda.json"
+    monkeypatch.setitem(config.CALIBRATION_FILES, "cuda", cuda_file)
+    assert config.calibration_file("cuda") == config.CALIBRATION_FILE
+    assert "make calibrate DEVICE=cuda" in config.calibration_warning("cuda")
+    assert config.calibration_warning("cpu") is None
+    cpu = config.calibration("cpu")
+    cuda_file.write_text(json.dumps({**cpu, "device": "cuda", "questions": {
+        **cpu["questions"], "conv_vae": {**cpu["questions"]["conv_vae"], "threshold": 123.0}}}))
+    assert config.calibration_file("cuda") == cuda_file and config.calibration_warning("cuda") is None
+    assert config.calibration("cuda")["questions"]["conv_vae"]["threshold"] == 123.0
+    assert config.calibration("cpu")["questions"]["conv_vae"]["threshold"] != 123.0
+    cuda_file.write_text(json.dumps({**cpu, "pipeline": "older"}))
+    with pytest.raises(config.StaleCalibration, match="DEVICE=cuda"):
+        config.calibration("cuda")

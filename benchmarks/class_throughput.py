@@ -1,0 +1,130 @@
+"""Benchmark: how many submissions a minute the grader gets through, and where one submission's time goes.
+
+Grades N copies of the example class's notebooks (examples/submitted/: the reference, the untouched
+template and six typical bugs, in turn) with ``python -m autograder grade`` and prints:
+
+* submissions per minute (wall time of the whole command, start-up included) and the projection for
+  a class of 300;
+* the median seconds of one submission in its runner, and of each question's checks (a training
+  question's time is mostly its training budget: the grader's own loop in the sandbox);
+* the runner's own overhead (the runner's seconds minus its checks': Python start-up, imports,
+  pytest collection, the worker start that does not overlap);
+* the sandbox start: a worker started, torch imported inside it, first answer (measured apart).
+
+Run from the repository root (a class of 16 takes about 6 minutes on a 2-core CPU)::
+
+    DATA_DIR=../shared/datasets .venv/bin/python benchmarks/class_throughput.py --n 16
+    .venv/bin/python benchmarks/class_throughput.py --n 48 --device cuda --jobs 12
+    .venv/bin/python benchmarks/class_throughput.py --n 16 --backend ray
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+EXAMPLES = ROOT / "examples" / "submitted"
+
+
+def make_class(folder: Path, n: int) -> list[str]:
+    """``n`` submissions in nbgrader's layout, copies of the example students in turn."""
+    students = sorted(p.name for p in EXAMPLES.iterdir() if (p / "autoencoders").is_dir())
+    names = []
+    for index in range(n):
+        name = f"{students[index % len(students)]}-{index:03d}"
+        shutil.copytree(EXAMPLES / students[index % len(students)], folder / name)
+        names.append(name)
+    return names
+
+
+def sandbox_start_seconds(device: str, repeats: int = 3) -> float:
+    """Median seconds from starting a sandboxed worker to its first answer (torch imported inside)."""
+    from autograder import config
+    from autograder.client import Worker
+    from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
+
+    data = prepare_training_data(training_data_cache(), config.datasets())
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime = prepare_runtime(Path(tmp) / "runtime")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            worker = Worker([], runtime, SandboxConfig(device=device, data=data), Path(tmp) / "worker.log")
+            worker.request("environment", timeout=120)
+            times.append(time.perf_counter() - started)
+            worker.close()
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--n", type=int, default=16, help="submissions to grade (default 16)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local")
+    parser.add_argument("--jobs", type=int, default=0, help="runners at once (default: the grader's default)")
+    parser.add_argument("--per-gpu", type=int, default=0, help="runners per GPU (CUDA; default: the grader's)")
+    parser.add_argument("-k", dest="select", help="only the checks matching this pytest -k expression")
+    parser.add_argument("--keep", type=Path, help="keep the graded class in this folder")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+
+    with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
+        folder = args.keep or Path(tmp)
+        names = make_class(folder / "submitted", args.n)
+        command = [sys.executable, "-m", "autograder", "grade", str(folder / "submitted"), "--out",
+                   str(folder / "grades"), "--device", args.device]
+        command += ["--backend", args.backend] if args.backend != "local" else []
+        command += ["--jobs", str(args.jobs)] if args.jobs else []
+        command += ["--per-gpu", str(args.per_gpu)] if args.per_gpu else []
+        command += ["-k", args.select] if args.select else []
+        print("$", " ".join(command[1:]), flush=True)
+        started = time.perf_counter()
+        process = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if process.returncode != 0:
+            print(process.stdout[-2000:], process.stderr[-2000:], file=sys.stderr)
+            return 1
+        runner, questions, overhead = [], defaultdict(list), []
+        for name in names:
+            result = json.loads((folder / "grades" / name / "scored.json").read_text(encoding="utf-8"))
+            if "seconds" not in result:
+                continue  # the runner failed: no timing
+            runner.append(result["seconds"])
+            per_question = defaultdict(float)
+            for question in result["questions"].values():
+                for check in question["checks"]:
+                    per_question[check["question"]] += check.get("seconds", 0.0)
+            for qid, seconds in per_question.items():
+                questions[qid].append(seconds)
+            overhead.append(result["seconds"] - sum(per_question.values()))
+    start = sandbox_start_seconds(args.device)
+
+    rate = 60 * args.n / wall
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs; "
+          f"device {args.device}; backend {args.backend}; jobs {args.jobs or 'default'}")
+    print(f"graded {args.n} submissions in {wall:.1f} s: {rate:.2f} submissions/min "
+          f"(a class of 300: {300 / rate:.1f} min)")
+    print(f"one submission in its runner: median {statistics.median(runner):.1f} s "
+          f"(min {min(runner):.1f}, max {max(runner):.1f})")
+    print(f"  runner overhead (start-up, imports, collection): median {statistics.median(overhead):.1f} s")
+    print(f"  sandbox start to first answer (measured apart): median {start:.2f} s")
+    for qid, seconds in questions.items():
+        print(f"  {qid:18} median {statistics.median(seconds):6.1f} s   max {max(seconds):6.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
