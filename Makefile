@@ -18,6 +18,9 @@ COURSE_ID ?= ae-vae-lab
 GRADES ?= grades
 JOBS ?=
 SANDBOX ?= bwrap
+# make grade BACKEND=ray [ADDRESS=auto]: one Ray task per submission (a local Ray, or the cluster at ADDRESS)
+BACKEND ?= local
+ADDRESS ?=
 # make calibrate DEVICE=cuda; make export FORMAT=moodle ROSTER=roster.csv
 DEVICE ?=
 FORMAT ?= canvas
@@ -38,19 +41,19 @@ STAMP := $(VENV)/.installed
 VPY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install sandbox test grade list mutants calibrate export gradescope similarity notebook assignment release collect feedback check \
-	solutions bench examples clean
+.PHONY: help install sandbox test grade list mutants calibrate gradebook export gradescope similarity notebook assignment release collect feedback check \
+	solutions bench gpu-check examples clean
 
 help: ## list the targets
 	@echo "usage: make TARGET [QUICK=1] [DATA_DIR=path] [VENV=path] [PYTHON=python3]"
 	@grep -E '^[a-z][a-z_-]*:.*## ' $(firstword $(MAKEFILE_LIST)) | \
 		awk 'BEGIN {FS = ":.*## "} {printf "  %-11s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create the venv (VENV=.venv) and pip install -e . (again when pyproject.toml changes)
+install: $(STAMP) ## create the venv (VENV=.venv) and pip install -e '.[ray]' (again when pyproject.toml changes)
 
 $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install $(PIP_FLAGS) -e .
+	$(VPY) -m pip install $(PIP_FLAGS) -e '.[ray]'
 	touch $@
 
 sandbox: ## install bubblewrap (the grader's sandbox) with apt-get when it is missing and we are root
@@ -64,7 +67,9 @@ test: install sandbox ## run the test suite (pytest; PYTEST_ARGS=... for more op
 
 grade: install sandbox ## grade submitted/ into grades/ (no submitted/: the example class in examples/submitted/)
 	@[ -d "$(COURSE_DIR)/submitted" ] || echo "No $(COURSE_DIR)/submitted/ folder: grading the example class in examples/submitted/."
-	$(VPY) -m autograder grade $(SUBMITTED) --out $(GRADES) --sandbox $(SANDBOX) $(if $(JOBS),--jobs $(JOBS))
+	$(VPY) -m autograder grade $(SUBMITTED) --out $(GRADES) --sandbox $(SANDBOX) $(if $(JOBS),--jobs $(JOBS)) \
+		--backend $(BACKEND) $(if $(ADDRESS),--address $(ADDRESS))
+	@if [ -f "$(COURSE_DIR)/gradebook.db" ] && [ -d "$(COURSE_DIR)/submitted" ]; then $(COURSE) gradebook --grades $(GRADES); fi
 
 list: install ## print the rubric: every question, its checks and their points (read from the graders)
 	$(VPY) -m autograder list
@@ -74,6 +79,9 @@ mutants: install sandbox ## grade mutants of the reference; writes reports/mutan
 
 calibrate: install sandbox ## retrain the reference (20 seeds a budget): autograder/calibration.json (DEVICE=cuda: its own file)
 	$(VPY) -m autograder calibrate $(if $(DEVICE),--device $(DEVICE))
+
+gradebook: install ## put $(GRADES)/<student>/results.json into $(COURSE_DIR)/gradebook.db (formgrader, nbgrader export)
+	$(COURSE) gradebook --grades $(GRADES)
 
 export: install ## grades.csv -> an LMS import file: make export FORMAT=canvas|moodle ROSTER=roster.csv [EXPORT_ARGS=...]
 	@[ -n "$(ROSTER)" ] || { echo "usage: make export FORMAT=canvas|moodle ROSTER=roster.csv"; exit 2; }
@@ -111,9 +119,13 @@ check: install ## fail if the committed notebook, assignment/ or examples/ is st
 solutions: notebook ## execute the solution notebook into build/solutions/ (QUICK=1: short mode)
 	$(VPY) tools/execute_notebook.py solutions/autoencoders.ipynb build/solutions/autoencoders.ipynb
 
-bench: install ## run the benchmarks: data loading, and grading one submission vs re-executing it
+bench: install sandbox ## run the benchmarks: data loading, one submission vs re-executing it, class throughput
 	$(VPY) benchmarks/data_loading.py
 	$(VPY) benchmarks/grading_speed.py
+	$(VPY) benchmarks/class_throughput.py --n 16 $(if $(JOBS),--jobs $(JOBS))
+
+gpu-check: install sandbox ## on a CUDA machine (< 5 min): CUDA tests, calibrate on CUDA, the class on the GPU, throughput
+	$(VPY) benchmarks/gpu_check.py
 
 clean: ## remove build/ and caches (keeps the venv and data/)
 	rm -rf build .pytest_cache *.egg-info

@@ -18,8 +18,9 @@ does not grade (-k) keeps its earlier score, or stays empty ("not graded") in gr
 
 list: the rubric (every question, its checks and their points), read from the graders.
 
-export, gradescope, similarity: an LMS import file from grades.csv, the Gradescope autograder zip, and a
-code-similarity report of the solution cells (each has its own --help).
+gradebook, export, gradescope, similarity: the scores into nbgrader's gradebook (formgrader), an LMS
+import file from grades.csv, the Gradescope autograder zip, and a code-similarity report of the
+solution cells (each has its own --help).
 
 calibrate: retrains the reference solution under each grading budget with many seeds and writes
 autograder/calibration.json, or calibration-cuda.json with --device cuda: grading on a device uses
@@ -30,6 +31,7 @@ def grade_command(args: argparse.Namespace) -> int:
     import torch
 
     from autograder import config, engine, gradesheet, report
+    from autograder.ray_backend import ClusterError
     from autograder.rubric import RubricError
     from autograder.sandbox import SandboxUnavailable, check_bwrap, describe, describe_none, prepare_training_data, \
         training_data_cache
@@ -55,26 +57,30 @@ def grade_command(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if config.calibration_warning(device):
         print(f"warning: {config.calibration_warning(device)}", file=sys.stderr)
-    jobs = args.jobs or max(1, os.cpu_count() or 1)
+    jobs = args.jobs or (args.per_gpu * torch.cuda.device_count() if device == "cuda" else max(1, os.cpu_count() or 1))
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     options = ["--sandbox", args.sandbox, "--device", device, "--memory-gb", str(args.memory_gb)]
     if args.select:
         options += ["-k", args.select]
-    print(f"grading {len(submissions)} submission(s) on {device}, {jobs} at a time")
+    where = f"{jobs} at a time" if args.backend == "local" else \
+        f"as Ray tasks on {args.address or f'a local Ray with {jobs} CPUs'}"
+    print(f"grading {len(submissions)} submission(s) on {device}, {where}")
     print(f"sandbox: {describe() if args.sandbox == 'bwrap' else describe_none()}")
     data = prepare_training_data(training_data_cache(), config.datasets())  # the training split, for the sandboxes
     try:
-        results = engine.grade_all(submissions, out, jobs=jobs, options=[*options, "--train-data", str(data)])
-    except RubricError as error:
+        results = engine.grade_all(submissions, out, jobs=jobs, options=[*options, "--train-data", str(data)],
+                                   backend=args.backend, address=args.address, per_gpu=args.per_gpu)
+    except (RubricError, ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     questions = config.questions()
     try:
         everyone = gradesheet.update(out, results, list(questions))
         for student_id in results:
-            report.write_results_json(out / student_id / "results.json", everyone[student_id])
-            report.write_feedback_html(out / student_id / "feedback.html", student_id, everyone[student_id])
+            report.write_results_json(out / student_id / "results.json", everyone[student_id], lang=args.lang)
+            report.write_feedback_html(out / student_id / "feedback.html", student_id, everyone[student_id],
+                                       lang=args.lang)
         table = report.summary_table(everyone, questions)
         gradesheet.write_atomic(out / "summary.txt", table + "\n")
         report.summary_plot(out / "summary.png", everyone, questions)
@@ -91,6 +97,13 @@ def grade_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
 def list_command() -> int:
     from autograder import rubric
 
@@ -105,6 +118,7 @@ def list_command() -> int:
 # Commands whose module has its own ``main(argv)`` and ``--help``: ``python -m autograder NAME --help``.
 EXTRA_COMMANDS = {
     "export": "grades.csv -> a Canvas or Moodle gradebook-import CSV (--roster FILE)",
+    "gradebook": "put GRADES/<student>/results.json into nbgrader's gradebook.db (--course-dir DIR --grades DIR)",
     "gradescope": "build the Gradescope autograder zip (setup.sh, run_autograder, grader, data)",
     "similarity": "HTML report of the most similar pairs of solutions, for instructors (changes no grade)",
 }
@@ -118,13 +132,25 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                        help="an nbgrader submitted/ folder, a folder of notebooks, or notebooks")
     grade.add_argument("--out", type=Path, required=True, metavar="DIR", help="where to write the results")
-    grade.add_argument("--jobs", type=int, default=0, help="submissions graded at once (default: the CPU count)")
+    grade.add_argument("--jobs", type=int, default=0, help="submissions graded at once (default: the CPU count; on "
+                                                           "CUDA: --per-gpu × the GPU count)")
     grade.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                        help="where student models train (default: cuda when available)")
     grade.add_argument("--sandbox", choices=("bwrap", "none"), default="bwrap",
                        help="bwrap (default) confines student code with bubblewrap; none is unsafe")
     grade.add_argument("--memory-gb", type=float, default=6.0, help="memory cap per worker (default 6)")
+    grade.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local (default): --jobs runner processes on this machine; ray: one Ray task per "
+                            "submission, with the same results (pip install -e '.[ray]')")
+    grade.add_argument("--address", metavar="ADDR", help="with --backend ray: the Ray cluster to join (auto, or "
+                                                         "HEAD_IP:6379); default: a local Ray with --jobs CPUs")
+    grade.add_argument("--per-gpu", type=_at_least_one, default=4, metavar="N",
+                       help="on CUDA: submissions sharing one GPU (default 4); the local backend then runs "
+                            "N × GPUs at a time unless --jobs says otherwise, a Ray task asks for 1/N of a GPU")
     grade.add_argument("-k", dest="select", metavar="EXPR", help="only the checks matching this pytest -k expression")
+    grade.add_argument("--lang", choices=("ja", "en", "both"), default="both",
+                       help="language of the students' feedback (results.json, feedback.html): ja, en, or both "
+                            "(default: the Japanese with the English beneath it)")
     commands.add_parser("list", help="the rubric: every question, its checks and their points",
                         description="Collects the hidden graders (nothing runs) and prints each question's checks "
                                     "with their points, as grading will score them.")

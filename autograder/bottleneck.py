@@ -22,6 +22,7 @@ two models at once, one per worker.
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +33,7 @@ import torch
 from autograder import config
 from autograder.client import Worker
 from autograder.failures import GradingFailure
+from autograder.i18n import t
 from autograder.oracle import expect, tensor
 
 LATENT_DIM = 2
@@ -48,12 +50,38 @@ class TrainedModel:
     forward_info: dict
     latents: list[torch.Tensor]
     images: torch.Tensor
+    prior_images: torch.Tensor | None = None  # model.decoder(z) for z ~ N(0, I), for the feedback page only
 
 
 @lru_cache(maxsize=4)
+def held_out(dataset: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images of ``dataset``'s test split and their labels (trusted copy; never mounted in a
+    sandbox)."""
+    return config.labtools().load_dataset(dataset, train=False, limit=n, device="cpu")
+
+
 def held_out_images(dataset: str, n: int) -> torch.Tensor:
-    """The first ``n`` images of ``dataset``'s test split (trusted copy; never mounted in a sandbox)."""
-    return config.labtools().load_dataset(dataset, train=False, limit=n, device="cpu")[0]
+    """The first ``n`` images of ``dataset``'s test split."""
+    return held_out(dataset, n)[0]
+
+
+PRIOR_SAMPLES = 16
+
+
+def decode_prior(student: Worker, budget: dict, device: str, trained: dict, seed: int = config.GRADING_SEED,
+                 kwargs: dict | None = None) -> torch.Tensor | None:
+    """``model.decoder(z)`` for ``PRIOR_SAMPLES`` draws z ~ N(0, I) (pictures for the feedback page; scores
+    nothing, so any failure gives None)."""
+    z = torch.randn(PRIOR_SAMPLES, LATENT_DIM, generator=torch.Generator().manual_seed(seed + 1))
+    try:
+        decoded = student.request("decode", timeout=STEP_TIMEOUT_S, state=trained["state"], z=z,
+                                  **_common(budget, device, seed, kwargs))
+    except GradingFailure:
+        return None
+    images = decoded.get("value") if isinstance(decoded, dict) else None
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.numel() % PRIOR_SAMPLES:
+        return None
+    return images.reshape(PRIOR_SAMPLES, -1)
 
 
 def _common(budget: dict, device: str, seed: int, kwargs: dict | None) -> dict:
@@ -68,15 +96,20 @@ def train_step(worker: Worker, budget: dict, device: str, seed: int = config.GRA
     model = budget["model"]
     trained = worker.request("train", timeout=budget["timeout_s"], **_common(budget, device, seed, kwargs),
                              **config.train_arguments(budget))
-    expect(isinstance(trained, dict) and isinstance(trained.get("state"), dict), f"{model} returned no weights")
+    expect(isinstance(trained, dict) and isinstance(trained.get("state"), dict),
+           t("{model} の学習後に重みが返されませんでした", "{model} returned no weights", model=model))
     state = trained["state"]
-    expect(all(isinstance(v, torch.Tensor) for v in state.values()), f"{model}'s weights are not all tensors")
+    expect(all(isinstance(v, torch.Tensor) for v in state.values()),
+           t("{model} の重みにテンソルでないものが含まれています", "{model}'s weights are not all tensors", model=model))
     count = sum(v.numel() for v in state.values())
-    expect(count <= MAX_PARAMETERS, f"{model} has {count:,} weights; at most {MAX_PARAMETERS:,} are allowed here")
+    expect(count <= MAX_PARAMETERS, t("{model} の重みは {count:,} 個です。ここで許されるのは最大 {limit:,} 個です",
+                                      "{model} has {count:,} weights; at most {limit:,} are allowed here",
+                                      model=model, count=count, limit=MAX_PARAMETERS))
     history = trained.get("history")
-    expect(isinstance(history, list) and all(isinstance(v, (int, float)) for v in history), "no training history")
+    expect(isinstance(history, list) and all(isinstance(v, (int, float)) for v in history),
+           t("学習の履歴（損失の記録）が返されませんでした", "no training history"))
     expect(bool(torch.isfinite(torch.tensor(history, dtype=torch.float64)).all()),
-           "the training loss became NaN or inf")
+           t("学習中に損失が NaN または inf になりました", "the training loss became NaN or inf"))
     return {"history": [float(v) for v in history], "state": state}
 
 
@@ -89,14 +122,16 @@ def encode_step(encoder: Worker, budget: dict, device: str, trained: dict, x_eva
     names = ["encoded"] if kind == "ae" else ["mu", "logvar"]
     parts = answer.get("latents") if isinstance(answer, dict) else None
     expect(isinstance(parts, list) and len(parts) == len(names),
-           f"{model}.forward must return ({'encoded, decoded' if kind == 'ae' else 'reconstructed, mu, logvar'})")
+           t("{model}.forward は ({outputs}) を返す必要があります", "{model}.forward must return ({outputs})",
+             model=model, outputs="encoded, decoded" if kind == "ae" else "reconstructed, mu, logvar"))
     latents = []
     for name, part in zip(names, parts):
         info = {"type": "Tensor", "shape": list(part.shape), "dtype": str(part.dtype).replace("torch.", ""),
                 "device": "cpu"} if isinstance(part, torch.Tensor) else {"type": type(part).__name__}
-        value = tensor({"info": info, "value": part}, f"{model}'s {name} on held-out images", shape=(n, LATENT_DIM))
+        what = t("評価用画像に対する {model} の {name}", "{model}'s {name} on held-out images", model=model, name=name)
+        value = tensor({"info": info, "value": part}, what, shape=(n, LATENT_DIM))
         expect(value.is_floating_point() and bool(torch.isfinite(value).all()),
-               f"{model}'s {name} on held-out images is not finite floating-point data")
+               t("{what}が有限の浮動小数点数になっていません", "{what} is not finite floating-point data", what=what))
         latents.append(value.float())
     return {"info": answer.get("info", {}), "latents": latents}
 
@@ -120,12 +155,17 @@ def decode_step(student: Worker, budget: dict, device: str, trained: dict, encod
     info = dict(decoded.get("info", {})) if isinstance(decoded, dict) else {}
     images = decoded.get("value") if isinstance(decoded, dict) else None
     expect(info.get("type") == "Tensor" and isinstance(images, torch.Tensor),
-           f"{model}.decoder(z) must return a tensor, not {info.get('type')}")
-    expect(images.numel() == x_eval.numel(), f"{model}.decoder(z) for z of shape {tuple(z.shape)} returned shape "
-                                             f"{tuple(images.shape)}; expected images shaped {tuple(x_eval.shape)}")
+           t("{model}.decoder(z) はテンソルを返す必要がありますが、{type} を返しました",
+             "{model}.decoder(z) must return a tensor, not {type}", model=model, type=info.get("type")))
+    expect(images.numel() == x_eval.numel(), t("形状 {z} の z に対して {model}.decoder(z) が形状 {got} を返しました。"
+                                               "形状 {expected} の画像が必要です",
+                                               "{model}.decoder(z) for z of shape {z} returned shape {got}; expected "
+                                               "images shaped {expected}", model=model, z=tuple(z.shape),
+                                               got=tuple(images.shape), expected=tuple(x_eval.shape)))
     images = images.reshape(x_eval.shape)
     expect(images.is_floating_point() and bool(torch.isfinite(images).all()),
-           f"{model}.decoder(z) produced NaN or inf after training")
+           t("学習後の {model}.decoder(z) が NaN または inf を出力しました",
+             "{model}.decoder(z) produced NaN or inf after training", model=model))
     return TrainedModel(history=trained["history"], forward_info=encoded["info"], latents=encoded["latents"],
                         images=images)
 
@@ -152,15 +192,26 @@ class TrainingPlan:
         self.lanes = {"student": ThreadPoolExecutor(1, "student"), "encoder": ThreadPoolExecutor(1, "encoder")}
         workers = {"student": student, "encoder": encoder}
         largest = max(questions, key=lambda q: budgets[q]["n_train"] * budgets[q]["epochs"], default=None)
+        self.seconds: dict[str, dict[str, float]] = {q: {} for q in questions}  # question -> step -> seconds
         trained: dict[str, Future] = {}
         for q in questions:
             lane = "encoder" if q == largest and len(questions) > 1 else "student"
-            trained[q] = self.lanes[lane].submit(train_step, workers[lane], budgets[q], device)
-        encoded = {q: self.lanes["encoder"].submit(self._after, trained[q], encode_step, encoder, budgets[q], device,
+            trained[q] = self.lanes[lane].submit(self._timed, q, "train", train_step, workers[lane], budgets[q],
+                                                 device)
+        encoded = {q: self.lanes["encoder"].submit(self._timed, q, "encode", self._after, trained[q], encode_step,
+                                                   encoder, budgets[q], device,
                                                    x_eval=held_out_images(budgets[q]["dataset"], budgets[q]["n_eval"]))
                    for q in questions}
-        self.results = {q: self.lanes["student"].submit(self._decode, student, budgets[q], device, trained[q],
-                                                        encoded[q]) for q in questions}
+        self.results = {q: self.lanes["student"].submit(self._timed, q, "decode", self._decode, student, budgets[q],
+                                                        device, trained[q], encoded[q]) for q in questions}
+
+    def _timed(self, question: str, step: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """``function(*args, **kwargs)``, its seconds recorded in :attr:`seconds` (for the throughput benchmark)."""
+        started = time.monotonic()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.seconds[question][step] = round(time.monotonic() - started, 2)
 
     @staticmethod
     def _after(dependency: Future, step: Any, worker: Worker, budget: dict, device: str,
@@ -170,14 +221,16 @@ class TrainingPlan:
     @staticmethod
     def _decode(student: Worker, budget: dict, device: str, trained: Future, encoded: Future) -> TrainedModel:
         x_eval = held_out_images(budget["dataset"], budget["n_eval"])
-        return decode_step(student, budget, device, trained.result(), encoded.result(), x_eval)
+        model = decode_step(student, budget, device, trained.result(), encoded.result(), x_eval)
+        model.prior_images = decode_prior(student, budget, device, trained.result())
+        return model
 
     def result(self, question: str) -> TrainedModel:
         """The question's trained model, or its failure raised again (the same message for every check)."""
         try:
             return self.results[question].result()
         except GradingFailure as failure:
-            raise GradingFailure(str(failure)) from None
+            raise GradingFailure(failure.message) from None
 
     def close(self) -> None:
         for lane in self.lanes.values():

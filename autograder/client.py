@@ -10,7 +10,8 @@ code can fail into a :class:`~autograder.failures.GradingFailure` whose text is 
   restarted for the next check;
 * it answered something that is not a valid message → :class:`WorkerCrashed`; restarted.
 
-Every piece of text in a failure that the student's code controls goes through the submission's
+Every failure's message is bilingual (:mod:`autograder.i18n`); every piece of text in it that the
+student's code controls goes through the submission's
 :class:`~autograder.failures.StudentText` budget. Answers are decoded under the request's deadline,
 with the protocol's caps on size, so a hostile worker costs only the check it answers.
 
@@ -29,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from autograder.failures import CheckTimeout, StudentError, StudentText, WorkerCrashed
+from autograder.i18n import Message, as_message, t
 from autograder.limits import WorkerGroup
 from autograder.sandbox import SandboxConfig, start_worker
 from autograder.sandboxed.protocol import ProtocolError, receive
 from autograder.sandboxed.protocol import send as send_message
 
 TYPE_NAME_CHARS = 40
+LOADING = t("ノートブックの定義の読み込み", "loading the notebook's definitions")  # what the worker was doing
 
 
 class _DeadlineReader:
@@ -61,10 +64,19 @@ class Worker:
         self.process: subprocess.Popen | None = None
         self.group: WorkerGroup | None = None
         self.loaded: dict[str, Any] | None = None
-        self.broken: str | None = None  # set when loading the definitions itself failed
+        self._broken: Message | None = None  # set when loading the definitions itself failed
         self.starts = 0
         self._load_deadline: float | None = None  # set while the load request is sent but not yet answered
         self._lock = threading.RLock()  # one request at a time (the training plan sends from other threads)
+
+    @property
+    def broken(self) -> str | None:
+        """Why every request fails at once (loading the definitions failed), in English; None while usable."""
+        return self._broken.en if self._broken else None
+
+    @broken.setter
+    def broken(self, reason: Message | str | None) -> None:
+        self._broken = as_message(reason) if reason else None
 
     # -- process management -------------------------------------------------------------------
     def prestart(self) -> None:
@@ -74,8 +86,7 @@ class Worker:
             self.starts += 1
             self.process, self.group = start_worker(self.runtime, self.config, self.log_path)
             self._load_deadline = time.monotonic() + self.load_timeout
-            self._exchange(self._load_message(), self._load_deadline, "loading the notebook's definitions",
-                           answer=False)
+            self._exchange(self._load_message(), self._load_deadline, LOADING, answer=False)
 
     def _load_message(self) -> dict:
         return {"op": "load", "cells": [list(c) for c in self.cells]}
@@ -85,15 +96,18 @@ class Worker:
             self.prestart()
         deadline, self._load_deadline = self._load_deadline, None
         try:
-            self.loaded = self._exchange(self._load_message(), deadline, "loading the notebook's definitions",
-                                         send=False)
+            self.loaded = self._exchange(self._load_message(), deadline, LOADING, send=False)
         except CheckTimeout:
-            self.broken = (f"loading the notebook's definitions took over {self.load_timeout:.0f} s "
-                           "(code at the top level of a class or a default argument that never ends?)")
-            raise WorkerCrashed(self.broken) from None
+            self._broken = t("ノートブックの定義の読み込みに {seconds:.0f} 秒以上かかりました（クラス定義の直下のコードや"
+                             "引数の既定値が終わらないのではありませんか？）",
+                             "loading the notebook's definitions took over {seconds:.0f} s "
+                             "(code at the top level of a class or a default argument that never ends?)",
+                             seconds=self.load_timeout)
+            raise WorkerCrashed(self._broken) from None
         except (WorkerCrashed, StudentError) as error:
-            self.broken = f"loading the notebook's definitions failed: {error}"
-            raise WorkerCrashed(self.broken) from None
+            self._broken = t("ノートブックの定義の読み込みに失敗しました：{error}",
+                             "loading the notebook's definitions failed: {error}", error=error.message)
+            raise WorkerCrashed(self._broken) from None
 
     def close(self) -> None:
         """Kill the worker, everything it started, and remove its resource group."""
@@ -126,23 +140,28 @@ class Worker:
             return ""
         return lines[-1][:200] if lines else ""
 
-    def _crash_message(self, during: str) -> str:
+    def _crash_message(self, during: Message) -> Message:
         code = self.process.wait() if self.process else None
-        reason = f"exit code {code}"
+        reason = t("終了コード {code}", "exit code {code}", code=code)
         if code is not None and code < 0:
-            reason = f"killed by {signal.Signals(-code).name}"
+            reason = t("{signal} により強制終了", "killed by {signal}", signal=signal.Signals(-code).name)
             if -code == signal.SIGKILL:
-                reason += " (out of memory?)"
+                reason = t("{reason}。メモリ不足かもしれません", "{reason} (out of memory?)", reason=reason)
         if self.group is not None and self.group.oom_killed():
-            reason = f"killed for using more than its {self.config.memory_gb:g} GB of memory"
+            reason = t("メモリの上限 {gb:g} GB を超えたため強制終了", "killed for using more than its {gb:g} GB of memory",
+                       gb=self.config.memory_gb)
         elif code is not None and code < 0 and self.group is not None and self.group.pids_limited():
-            reason += f"; it tried to start more than {self.config.max_pids} processes or threads"
+            reason = t("{reason}。{limit} 個を超えるプロセスまたはスレッドを起動しようとしました",
+                       "{reason}; it tried to start more than {limit} processes or threads",
+                       reason=reason, limit=self.config.max_pids)
         tail = self._log_tail()
-        text = f"the worker process died while {during} ({reason})"
-        return text + (f"; last output: {self.text.take(tail)}" if tail else "")
+        text = t("{during}中にワーカープロセスが終了しました（{reason}）", "the worker process died while {during} ({reason})",
+                 during=during, reason=reason)
+        return t("{text}。最後の出力: {tail}", "{text}; last output: {tail}", text=text,
+                 tail=self.text.take(tail)) if tail else text
 
     # -- requests ---------------------------------------------------------------------------
-    def _exchange(self, message: dict, deadline: float, during: str, *, send: bool = True,
+    def _exchange(self, message: dict, deadline: float, during: Message, *, send: bool = True,
                   answer: bool = True) -> Any:
         """Send ``message`` and/or read its answer before ``deadline`` (time.monotonic())."""
         allowed = self.load_timeout if message.get("op") == "load" else deadline - time.monotonic()
@@ -157,24 +176,32 @@ class Worker:
                 raise TimeoutError
         except TimeoutError:
             self.close()
-            raise CheckTimeout(f"no answer within {allowed:.3g} s while {during} (an endless loop?)") from None
+            raise CheckTimeout(t("{during}中、{seconds:.3g} 秒以内に応答がありませんでした（無限ループになっていませんか？）",
+                                 "no answer within {seconds:.3g} s while {during} (an endless loop?)",
+                                 seconds=allowed, during=during)) from None
         except (TypeError, ValueError) as error:  # the request itself is over the protocol's caps
             self.close()
-            raise WorkerCrashed(f"the grader could not send the request for {during} ({error})") from None
+            raise WorkerCrashed(t("採点側が{during}の要求を送れませんでした（{error}）",
+                                  "the grader could not send the request for {during} ({error})",
+                                  during=during, error=error)) from None
         except (ProtocolError, BrokenPipeError, OSError) as error:
             try:  # end of stream: bwrap reports the worker's exit a moment after the pipe closes
                 self.process.wait(timeout=2)
             except subprocess.TimeoutExpired:  # alive but talking nonsense: kill it
                 self.close()
-                raise WorkerCrashed(f"the worker sent an invalid answer while {during} ({error})") from None
+                raise WorkerCrashed(t("{during}中にワーカーが不正な応答を返しました（{error}）",
+                                      "the worker sent an invalid answer while {during} ({error})",
+                                      during=during, error=error)) from None
             message_text = self._crash_message(during)
             self.close()
             raise WorkerCrashed(message_text) from None
         if not isinstance(reply, dict) or "ok" not in reply:
             self.close()
-            raise WorkerCrashed(f"the worker sent an invalid answer while {during}")
+            raise WorkerCrashed(t("{during}中にワーカーが不正な応答を返しました",
+                                  "the worker sent an invalid answer while {during}", during=during))
         if not reply.get("ok"):
-            raise StudentError(str(message.get("args", {}).get("name", "the code")),
+            name = message.get("args", {}).get("name")
+            raise StudentError(t("コード", "the code") if name is None else name,
                                self.text.take(str(reply.get("error"))[:TYPE_NAME_CHARS]),
                                self.text.take(reply.get("message", "")), self.text.take(reply.get("where", "")))
         return _clip_type_names(reply.get("value"))
@@ -193,15 +220,15 @@ class Worker:
             return self._request(op, timeout, args)
 
     def _request(self, op: str, timeout: float, args: dict[str, Any]) -> Any:
-        if self.broken:
-            raise WorkerCrashed(self.broken)
+        if self._broken:
+            raise WorkerCrashed(self._broken)
         if self._load_deadline is None and (self.process is None or self.process.poll() is not None):
             self.close()
             self._start()
         elif self._load_deadline is not None:  # prestarted: collect the load answer first
             self._start()
-        name = args.get("name", op)
-        return self._exchange({"op": op, "args": args}, time.monotonic() + timeout, f"running {name}")
+        running = t("{name} の実行", "running {name}", name=args.get("name", op))
+        return self._exchange({"op": op, "args": args}, time.monotonic() + timeout, running)
 
 
 def _clip_type_names(value: Any) -> Any:

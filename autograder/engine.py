@@ -3,7 +3,8 @@
 A PATH is an nbgrader ``submitted/`` folder (``submitted/<student_id>/autoencoders/*.ipynb``), one
 student's ``submitted/<student_id>`` folder, a folder of notebooks (the student id is the file name), or a notebook. Each submission is graded
 by ``python -m autograder.runner`` (which talks to the student's code only through a sandboxed
-worker); submissions run in parallel, ``jobs`` at a time. Points come from questions.toml.
+worker); submissions run in parallel, ``jobs`` at a time on this machine, or as Ray tasks on a cluster
+(:mod:`autograder.ray_backend`). Points come from questions.toml.
 """
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from typing import Any
 from tqdm import tqdm
 
 from autograder import config
+from autograder.i18n import Message, json_fields, t
 from autograder.rubric import RUBRIC_EXIT_CODE, RubricError
 
 ASSIGNMENT = "autoencoders"
 RUNNER_TIMEOUT_S = 3600
+RUNNER = (sys.executable, "-m", "autograder.runner")
+PER_GPU = 4  # submissions sharing one GPU with the Ray backend, by default
 
 
 @dataclass(frozen=True)
@@ -73,26 +77,70 @@ def discover(paths: list[Path]) -> list[Submission]:
     return sorted(found.values(), key=lambda s: s.student_id)
 
 
-def run_one(submission: Submission, out: Path, options: list[str]) -> dict[str, Any]:
-    """Grade one submission in a runner process; a runner that fails yields a result saying so."""
-    folder = out / submission.student_id
-    folder.mkdir(parents=True, exist_ok=True)
+@dataclass(frozen=True)
+class RunnerOutcome:
+    """What one runner process left behind, as plain data (it crosses machines with the Ray backend)."""
+
+    code: int | str  # the runner's exit code, or "timeout"
+    result: dict[str, Any] | None  # the checks' outcomes when the runner finished (code 0)
+    log: str  # the runner's stdout and stderr, for grader.log
+
+
+def run_runner(name: str, notebook: bytes, options: list[str], *,
+               runner: list[str] | None = None) -> RunnerOutcome:
+    """Run the runner on a notebook's bytes, written as ``name`` into a private temporary folder.
+
+    Both backends call this, so a submission is graded the same way on this machine or on a Ray node;
+    nothing here reads the driver's files. ``runner`` replaces the command (tests use it to inject failures).
+    """
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-        result_path = Path(tmp) / "checks.json"
-        command = [sys.executable, "-m", "autograder.runner", str(submission.notebook), "--json", str(result_path),
-                   *options]
-        with open(folder / "grader.log", "w") as log:
+        notebook_path, result_path, log_path = Path(tmp, name), Path(tmp, "checks.json"), Path(tmp, "grader.log")
+        notebook_path.write_bytes(notebook)
+        command = [*(runner or RUNNER), str(notebook_path), "--json", str(result_path), *options]
+        with open(log_path, "wb") as log:
             try:
-                code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, timeout=RUNNER_TIMEOUT_S).returncode
+                code: int | str = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
+                                                 timeout=RUNNER_TIMEOUT_S).returncode
             except subprocess.TimeoutExpired:
                 code = "timeout"
-        if code == 0 and result_path.exists():
-            return json.loads(result_path.read_text())
-    if code == RUBRIC_EXIT_CODE:  # the graders are broken for everyone: stop the whole run
-        raise RubricError((folder / "grader.log").read_text(errors="replace").strip().removeprefix("error: "))
-    return {"notebook": str(submission.notebook), "checks": [], "runner_error":
-            f"the grader itself failed on this submission ({code}); the instructor can read grader.log in its "
-            "output folder"}
+        result = json.loads(result_path.read_text()) if code == 0 and result_path.exists() else None
+        return RunnerOutcome(code, result, log_path.read_text(errors="replace"))
+
+
+def runner_error(submission: Submission, message: Message | str) -> dict[str, Any]:
+    """The result of a submission whose grading failed: no check ran, and the notes say why (both languages)."""
+    return {"notebook": str(submission.notebook), "checks": [], **json_fields("runner_error", message)}
+
+
+def finish(submission: Submission, out: Path, outcome: RunnerOutcome) -> dict[str, Any]:
+    """Write ``out/<student>/grader.log`` and return the submission's unscored result; raises
+    :class:`RubricError` when the graders themselves are broken (exit code 3: stop the whole run)."""
+    folder = out / submission.student_id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "grader.log").write_text(outcome.log)
+    if outcome.code == RUBRIC_EXIT_CODE:
+        raise RubricError(outcome.log.strip().removeprefix("error: "))
+    if outcome.result is None:
+        return runner_error(submission, t("この提出物の採点中に採点プログラム自体が失敗しました（{code}）。担当教員は"
+                                          "出力フォルダの grader.log で原因を確認できます",
+                                          "the grader itself failed on this submission ({code}); the instructor can "
+                                          "read grader.log in its output folder", code=outcome.code))
+    return {**outcome.result, "notebook": str(submission.notebook)}
+
+
+def unreadable(submission: Submission, error: OSError) -> dict[str, Any]:
+    """The result of a submission whose file the driver could not read."""
+    return runner_error(submission, t("提出されたファイルを読み込めませんでした（{error}）",
+                                      "the submitted file could not be read ({error})", error=type(error).__name__))
+
+
+def run_one(submission: Submission, out: Path, options: list[str]) -> dict[str, Any]:
+    """Grade one submission in a runner process on this machine; a runner that fails yields a result saying so."""
+    try:
+        notebook = submission.notebook.read_bytes()
+    except OSError as error:
+        return unreadable(submission, error)
+    return finish(submission, out, run_runner(submission.notebook.name, notebook, options))
 
 
 def score(result: dict[str, Any], questions: dict[str, dict]) -> dict[str, Any]:
@@ -110,15 +158,28 @@ def score(result: dict[str, Any], questions: dict[str, dict]) -> dict[str, Any]:
             share = spec["points"] * check.get("weight", 1) / weights if weights else 0.0
             check["max_points"] = share
             check["points"] = share if check["passed"] and not void else 0.0
-        scored[qid] = {"title": spec["title"], "points": sum(c["points"] for c in checks),
+        scored[qid] = {"title": spec["title"], "title_en": spec.get("title_en", spec["title"]),
+                       "points": sum(c["points"] for c in checks),
                        "max_points": float(spec["points"]), "checks": checks}
     total = sum(q["points"] for q in scored.values())
     return {**result, "questions": scored, "total": round(total, 2),
             "max_total": float(sum(spec["points"] for spec in questions.values()))}
 
 
-def grade_all(submissions: list[Submission], out: Path, *, jobs: int, options: list[str]) -> dict[str, dict]:
-    """Grade every submission (``jobs`` in parallel) and return student id -> scored result."""
+def grade_all(submissions: list[Submission], out: Path, *, jobs: int, options: list[str], backend: str = "local",
+              address: str | None = None, per_gpu: int = PER_GPU) -> dict[str, dict]:
+    """Grade every submission and return student id -> scored result.
+
+    ``backend="local"`` runs ``jobs`` runners at a time on this machine; ``backend="ray"`` sends each
+    submission to a Ray task (:mod:`autograder.ray_backend`: a cluster at ``address``, or a local Ray with
+    ``jobs`` CPUs; ``per_gpu`` submissions share a GPU). Both give the same results.
+    """
+    if backend == "ray":
+        from autograder import ray_backend
+
+        return ray_backend.grade_all(submissions, out, jobs=jobs, options=options, address=address, per_gpu=per_gpu)
+    if backend != "local":
+        raise ValueError(f"unknown backend {backend!r} (use 'local' or 'ray')")
     questions = config.questions()
     results: dict[str, dict] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:

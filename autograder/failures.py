@@ -1,6 +1,8 @@
 """Why a check failed, and how text that the student's code controls reaches the feedback.
 
-The text of each :class:`GradingFailure` is the feedback the student reads. Parts of it can come
+The :class:`~autograder.i18n.Message` of each :class:`GradingFailure` is the feedback the student reads,
+in Japanese and in English (``str()`` of a failure is its English text, for logs and instructor tools).
+Parts of it can come
 from the student's own code (an exception's message, the source line it was raised at, what the
 worker printed before it died, a type's name). Such text passes through a :class:`StudentText`
 budget first: host paths are shortened to their last component, each piece is clipped, and the
@@ -10,6 +12,8 @@ files out of the sandbox.
 from __future__ import annotations
 
 import re
+
+from autograder.i18n import Message, as_message, t
 
 STUDENT_TEXT_BYTES = 2048
 PIECE_CHARS = 240
@@ -44,7 +48,15 @@ class StudentText:
 
 
 class GradingFailure(Exception):
-    """Base class: a check failed for a reason that the feedback may show as it is."""
+    """Base class: a check failed for a reason that the feedback may show as it is.
+
+    ``message`` is what the student reads in both languages; a plain string (text that nobody has
+    translated) is kept as it is in both, so that an untranslated message is shown, never lost.
+    """
+
+    def __init__(self, message: Message | str) -> None:
+        self.message = as_message(message)
+        super().__init__(self.message.en)
 
 
 class CheckFailed(GradingFailure):
@@ -54,13 +66,16 @@ class CheckFailed(GradingFailure):
 class StudentError(GradingFailure):
     """The student's code raised an exception inside the worker (every part of it already budgeted)."""
 
-    def __init__(self, name: str, error: str, message: str, where: str) -> None:
+    def __init__(self, name: Message | str, error: str, message: str, where: str) -> None:
         self.error = error
-        text = f"{name} raised {error}" + (f": {message}" if message else "")
+        text = t("{name} で {error} が発生しました", "{name} raised {error}", name=name, error=error)
+        if message:
+            text = t("{text}：{message}", "{text}: {message}", text=text, message=message)
         if where:
-            text += f" (at {where})"
+            text = t("{text}（発生箇所: {where}）", "{text} (at {where})", text=text, where=where)
         if error == "NotImplementedError":
-            text += ". Is this part still the unfilled template?"
+            text = t("{text}。この部分はまだ未記入のテンプレートのままではありませんか？",
+                     "{text}. Is this part still the unfilled template?", text=text)
         super().__init__(text)
 
 

@@ -1,7 +1,7 @@
 """Check that a notebook's ``image/png`` outputs are real, non-blank figures.
 
 An output that merely *has* an ``image/png`` key proves nothing (``{"image/png": ""}`` has one).
-:func:`check_png` accepts a payload only when, in this order:
+:func:`png_problem` (and :func:`check_png`) accepts a payload only when, in this order:
 
 1. it is base64 text (a string, or a list of strings that nbformat joins), at most
    :data:`MAX_BYTES` (5 MB) once decoded, whitespace and newlines ignored;
@@ -14,6 +14,8 @@ An output that merely *has* an ``image/png`` key proves nothing (``{"image/png":
    and truncated images refused;
 4. it is not blank: it has at least two distinct colours and no single colour covers more than
    :data:`MAX_SHARE` (99.5 %) of the pixels (fully transparent pixels count as one colour).
+
+The reasons are bilingual (:func:`png_problem`); :func:`check_png` gives the English one.
 
 A matplotlib scatter plot passes; a uniformly white or black figure fails. Note that an empty
 set of axes (frame, ticks and labels only) is not blank by this measure: whether a figure shows the
@@ -32,6 +34,8 @@ import threading
 import warnings
 import zlib
 
+from autograder.i18n import Message, t
+
 MAX_BYTES = 5 * 1024 * 1024
 MIN_SIDE = 50
 MAX_SIDE = 10_000
@@ -41,7 +45,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # colour type -> allowed bit depths (PNG specification, table 11.1)
 _BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 _MAX_TEXT = 2 * MAX_BYTES  # base64 is 4/3 of the bytes: generous room for line breaks
-_TOO_BIG = f"the image is larger than {MAX_BYTES // (1024 * 1024)} MB"
+_TOO_BIG = t("画像が {mb} MB を超えています", "the image is larger than {mb} MB", mb=MAX_BYTES // (1024 * 1024))
 _PIL_LOCK = threading.Lock()  # Pillow's limits are module globals: set and restore them under a lock
 
 
@@ -54,47 +58,51 @@ def _payload_text(data: object) -> str | None:
     return None
 
 
-def _decode_base64(text: str) -> bytes | str:
-    """The decoded bytes, or a reason string."""
+def _decode_base64(text: str) -> bytes | Message:
+    """The decoded bytes, or the reason they cannot be had."""
     if len(text) > _MAX_TEXT:
         return _TOO_BIG
     compact = "".join(text.split())
     if not compact:
-        return "the image data is empty"
+        return t("画像データが空です", "the image data is empty")
     try:
         raw = base64.b64decode(compact.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
-        return "the image data is not valid base64"
+        return t("画像データが正しい base64 ではありません", "the image data is not valid base64")
     if len(raw) > MAX_BYTES:
         return _TOO_BIG
     return raw
 
 
-def _check_header(raw: bytes) -> str | None:
+def _check_header(raw: bytes) -> Message | None:
     """Signature and IHDR, read with struct: the reason the header is refused, or None."""
     if not raw.startswith(PNG_SIGNATURE):
-        return "the image is not a PNG"
+        return t("画像が PNG ではありません", "the image is not a PNG")
     if len(raw) < 33:
-        return "the PNG is truncated (no complete IHDR chunk)"
+        return t("PNG が途中で切れています（IHDR チャンクが完全ではありません）",
+                 "the PNG is truncated (no complete IHDR chunk)")
     length, kind = struct.unpack(">I4s", raw[8:16])
     if kind != b"IHDR" or length != 13:
-        return "the PNG does not start with a valid IHDR chunk"
+        return t("PNG が正しい IHDR チャンクで始まっていません", "the PNG does not start with a valid IHDR chunk")
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", raw[16:29])
     (crc,) = struct.unpack(">I", raw[29:33])
     if zlib.crc32(raw[12:29]) & 0xFFFFFFFF != crc:
-        return "the PNG's IHDR chunk is corrupt (bad CRC)"
+        return t("PNG の IHDR チャンクが壊れています（CRC の不一致）", "the PNG's IHDR chunk is corrupt (bad CRC)")
     if depth not in _BIT_DEPTHS.get(colour, ()) or compression != 0 or filtering != 0 or interlace not in (0, 1):
-        return "the PNG's IHDR chunk is invalid"
+        return t("PNG の IHDR チャンクが不正です", "the PNG's IHDR chunk is invalid")
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-        return (f"the image is {width}x{height} pixels; a figure should be between {MIN_SIDE} and {MAX_SIDE} "
-                "pixels on each side")
+        return t("画像は {width}x{height} ピクセルです。図の各辺は {low}〜{high} ピクセルである必要があります",
+                 "the image is {width}x{height} pixels; a figure should be between {low} and {high} "
+                 "pixels on each side", width=width, height=height, low=MIN_SIDE, high=MAX_SIDE)
     if width * height > MAX_PIXELS:
-        return f"the image is {width}x{height} pixels, more than {MAX_PIXELS} pixels in all"
+        return t("画像は {width}x{height} ピクセルで、合計 {limit} ピクセルを超えています",
+                 "the image is {width}x{height} pixels, more than {limit} pixels in all",
+                 width=width, height=height, limit=MAX_PIXELS)
     return None
 
 
-def _decode(raw: bytes) -> object | str:
-    """The fully decoded Pillow image, or a reason string."""
+def _decode(raw: bytes) -> object | Message:
+    """The fully decoded Pillow image, or the reason it cannot be decoded."""
     from PIL import Image, ImageFile  # imported only once the header has been accepted
 
     with _PIL_LOCK:
@@ -106,15 +114,16 @@ def _decode(raw: bytes) -> object | str:
                 image = Image.open(io.BytesIO(raw), formats=["PNG"])
                 image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            return "the image is too large to decode"
+            return t("画像が大きすぎてデコードできません", "the image is too large to decode")
         except Exception as error:  # noqa: BLE001 - any decoder failure means "not a readable PNG"
-            return f"the PNG cannot be decoded ({type(error).__name__})"
+            return t("PNG をデコードできません（{error}）", "the PNG cannot be decoded ({error})",
+                     error=type(error).__name__)
         finally:
             Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
     return image
 
 
-def _check_not_blank(image: object) -> str | None:
+def _check_not_blank(image: object) -> Message | None:
     """The reason the image is blank, or None."""
     import numpy as np
 
@@ -131,14 +140,15 @@ def _check_not_blank(image: object) -> str | None:
         keys = (keys << 8) | pixels[:, :, channel].astype(np.uint32)
     _, counts = np.unique(keys.ravel(), return_counts=True)
     if len(counts) < 2:
-        return "the image is blank (a single colour)"
+        return t("画像が空白です（1 色しかありません）", "the image is blank (a single colour)")
     share = counts.max() / keys.size
     if share > MAX_SHARE:
-        return f"the image is almost blank ({share:.1%} of its pixels are one colour)"
+        return t("画像がほとんど空白です（ピクセルの {share:.1%} が同じ色です）",
+                 "the image is almost blank ({share:.1%} of its pixels are one colour)", share=share)
     return None
 
 
-def check_png(data: object) -> str | None:
+def png_problem(data: object) -> Message | None:
     """None when ``data`` (an output's ``image/png`` value) is a real, non-blank PNG, else a short reason.
 
     Never raises: any unexpected input yields a reason.
@@ -147,26 +157,32 @@ def check_png(data: object) -> str | None:
         return _TOO_BIG  # refused before joining a huge list
     text = _payload_text(data)
     if text is None:
-        return "the image data is not base64 text"
+        return t("画像データが base64 のテキストではありません", "the image data is not base64 text")
     raw = _decode_base64(text)
-    if isinstance(raw, str):
+    if isinstance(raw, Message):
         return raw
     reason = _check_header(raw)
     if reason is not None:
         return reason
     image = _decode(raw)
-    if isinstance(image, str):
+    if isinstance(image, Message):
         return image
     try:
         return _check_not_blank(image)
     except Exception as error:  # noqa: BLE001 - e.g. an exotic mode Pillow cannot convert
-        return f"the image cannot be analysed ({type(error).__name__})"
+        return t("画像を解析できません（{error}）", "the image cannot be analysed ({error})", error=type(error).__name__)
+
+
+def check_png(data: object) -> str | None:
+    """:func:`png_problem` in English: None for a real, non-blank PNG, else a short reason. Never raises."""
+    problem = png_problem(data)
+    return problem.en if problem is not None else None
 
 
 def figure_outputs(cell: object) -> list:
     """The ``image/png`` payloads of a code cell's ``display_data``/``execute_result`` outputs.
 
-    Payloads are returned as stored (normally base64 text); pass each to :func:`check_png`.
+    Payloads are returned as stored (normally base64 text); pass each to :func:`png_problem`.
     Malformed cells, outputs or data (non-dicts, missing keys) contribute nothing; never raises.
     """
     if not isinstance(cell, dict):

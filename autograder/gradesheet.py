@@ -61,16 +61,19 @@ def merge(new: dict[str, Any], previous: dict[str, Any] | None, graded_at: str) 
     Each question records when it was graded (``graded_at``); the total is recomputed over the
     questions that are graded.
     """
-    questions = {}
+    questions, kept = {}, set()
     for qid, question in new["questions"].items():
         old = (previous or {}).get("questions", {}).get(qid)
         if graded(question) or old is None or not graded(old):
             question = {**question, "graded_at": graded_at if graded(question) else None}
         else:
             question = old
+            kept.add(qid)
         questions[qid] = question
     total = round(sum(q["points"] for q in questions.values() if graded(q)), 2)
-    return {**new, "questions": questions, "total": total, "graded_at": graded_at}
+    pictures = [*(p for p in new.get("pictures", []) if p.get("question") not in kept),
+                *(p for p in (previous or {}).get("pictures", []) if p.get("question") in kept)]
+    return {**new, "questions": questions, "total": total, "graded_at": graded_at, "pictures": pictures}
 
 
 def load(out: Path) -> dict[str, dict]:

@@ -926,7 +926,8 @@ def grade_stage(stage: Stage, notebooks: dict[str, dict], workdir: Path, jobs: i
     submitted, out = workdir / "submitted", workdir / "graded"
     for student, notebook in notebooks.items():
         write_submission(submitted, student, notebook)
-    command = [sys.executable, "-m", "autograder", "grade", str(submitted), "--out", str(out), "--jobs", str(jobs),
+    command = [sys.executable, "-m", "autograder", "grade", str(submitted), "--out", str(out), "--lang", "en",
+               "--jobs", str(jobs),
                "-k", stage.select, *(extra or [])]
     log_path = workdir / "grade.log"
     started = time.monotonic()

@@ -5,23 +5,30 @@ returned (its description and value, as the worker reports them) and the referen
 fails with the first thing that is wrong, in this order: not a tensor, wrong shape, wrong dtype,
 wrong device, wrong values. For wrong values, ``diagnoses`` maps the value a *known* mistake would
 produce to a message naming that mistake, so the feedback says which bug it is.
+
+Every message is bilingual (:func:`autograder.i18n.t`). ``what`` names the value checked: a code name
+(``"z"``, ``"vae_loss"``) as a plain string, or a :class:`~autograder.i18n.Message` when it is a phrase.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, NoReturn
+from typing import Any, Callable, Hashable, Iterable, NoReturn, TypeVar
 
 import torch
 
 from autograder.failures import CheckFailed, GradingFailure
+from autograder.i18n import Message, t
+
+Name = Message | str  # what a message calls the checked value: a code name, or a phrase in both languages
+Named = TypeVar("Named", bound=Hashable)
 
 
-def expect(condition: bool, message: str) -> None:
+def expect(condition: bool, message: Message) -> None:
     """Fail the check with ``message`` unless ``condition`` holds."""
     if not condition:
         raise CheckFailed(message)
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: Message) -> NoReturn:
     """Fail the check with ``message``."""
     raise CheckFailed(message)
 
@@ -36,37 +43,59 @@ def _shape(info: dict) -> tuple[int, ...]:
     return tuple(info.get("shape", ()))
 
 
-def tensor(result: dict, what: str, *, shape: tuple[int, ...] | None = None, dtype: str | None = None,
+def tensor(result: dict, what: Name, *, shape: tuple[int, ...] | None = None, dtype: str | None = None,
            device: str | None = None, dtypes: Iterable[str] | None = None) -> torch.Tensor:
     """Check the layers of one returned tensor (a ``{"info", "value"}`` pair) and return its value."""
     info, value = result["info"], result["value"]
-    expect(info.get("type") in ("Tensor", "ndarray"), f"{what} must be a torch.Tensor, not {info.get('type')}")
-    expect(info.get("type") == "Tensor", f"{what} must be a torch.Tensor, not a numpy array")
+    expect(info.get("type") in ("Tensor", "ndarray"), _not_a_tensor(what, info))
+    expect(info.get("type") == "Tensor", t("{what} は torch.Tensor でなければなりませんが、numpy 配列になっています",
+                                           "{what} must be a torch.Tensor, not a numpy array", what=what))
     if shape is not None:
-        expect(_shape(info) == tuple(shape), f"{what} has shape {_shape(info)}, expected {tuple(shape)}")
+        expect(_shape(info) == tuple(shape), _wrong_shape(what, info, shape))
     if dtype is not None:
-        expect(info["dtype"] == dtype, f"{what} has dtype {info['dtype']}, expected {dtype}")
+        expect(info["dtype"] == dtype, t("{what} の dtype が {got} です。{expected} である必要があります",
+                                         "{what} has dtype {got}, expected {expected}",
+                                         what=what, got=info["dtype"], expected=dtype))
     if dtypes is not None:
         allowed = tuple(dtypes)
-        expect(info["dtype"] in allowed, f"{what} has dtype {info['dtype']}, expected one of {', '.join(allowed)}")
+        expect(info["dtype"] in allowed, t("{what} の dtype が {got} です。{allowed} のいずれかである必要があります",
+                                           "{what} has dtype {got}, expected one of {allowed}",
+                                           what=what, got=info["dtype"], allowed=", ".join(allowed)))
     if device is not None:
-        expect(info["device"] == device, f"{what} is on {info['device']}, expected {device} (the input's device)")
+        expect(info["device"] == device, t("{what} がデバイス {got} 上にあります。入力と同じデバイス {expected} 上に"
+                                           "ある必要があります",
+                                           "{what} is on {got}, expected {expected} (the input's device)",
+                                           what=what, got=info["device"], expected=device))
     return value
 
 
-def describe_only(part: dict, what: str, shape: tuple[int, ...]) -> None:
+def _not_a_tensor(what: Name, info: dict) -> Message:
+    return t("{what} は torch.Tensor でなければなりませんが、{type} になっています",
+             "{what} must be a torch.Tensor, not {type}", what=what, type=info.get("type"))
+
+
+def _wrong_shape(what: Name, info: dict, shape: tuple[int, ...]) -> Message:
+    return t("{what} の形状が {got} です。{expected} である必要があります", "{what} has shape {got}, expected {expected}",
+             what=what, got=_shape(info), expected=tuple(shape))
+
+
+def describe_only(part: dict, what: Name, shape: tuple[int, ...]) -> None:
     """The type and shape layers of :func:`tensor` for a value the worker only described (no data sent)."""
     info = part["info"]
-    expect(info.get("type") == "Tensor", f"{what} must be a torch.Tensor, not {info.get('type')}")
-    expect(_shape(info) == tuple(shape), f"{what} has shape {_shape(info)}, expected {tuple(shape)}")
+    expect(info.get("type") == "Tensor", _not_a_tensor(what, info))
+    expect(_shape(info) == tuple(shape), _wrong_shape(what, info, shape))
 
 
-def items(result: dict, what: str, count: int, names: str) -> list[dict]:
+def items(result: dict, what: Name, count: int, names: str) -> list[dict]:
     """Split a returned tuple/list into ``count`` ``{"info", "value"}`` pairs, checking its length first."""
     info = result["info"]
-    expect(info.get("type") in ("tuple", "list"), f"{what} must return a tuple ({names}), not {info.get('type')}")
+    expect(info.get("type") in ("tuple", "list"), t("{what} はタプル ({names}) を返す必要がありますが、{type} を返しました",
+                                                    "{what} must return a tuple ({names}), not {type}",
+                                                    what=what, names=names, type=info.get("type")))
     expect(len(info["items"]) == count,
-           f"{what} must return {count} values ({names}), it returned {len(info['items'])}")
+           t("{what} は {count} 個の値 ({names}) を返す必要がありますが、{returned} 個を返しました",
+             "{what} must return {count} values ({names}), it returned {returned}",
+             what=what, count=count, names=names, returned=len(info["items"])))
     return [{"info": i, "value": v} for i, v in zip(info["items"], result["value"])]
 
 
@@ -76,8 +105,8 @@ def close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol: float
     return actual.shape == expected.shape and bool(torch.allclose(actual, expected, rtol=rtol, atol=atol))
 
 
-def diagnosis(value: torch.Tensor, expected: torch.Tensor, diagnoses: Iterable[tuple[torch.Tensor, str]],
-              rtol: float, atol: float) -> str | None:
+def diagnosis(value: torch.Tensor, expected: torch.Tensor, diagnoses: Iterable[tuple[torch.Tensor, Named]],
+              rtol: float, atol: float) -> Named | None:
     """The message of the known mistake that ``value`` matches, only when the evidence is unambiguous.
 
     A mistake is named when the value agrees with what that mistake gives (within the check's own
@@ -95,9 +124,9 @@ def diagnosis(value: torch.Tensor, expected: torch.Tensor, diagnoses: Iterable[t
     return message
 
 
-def compare(result: dict, expected: torch.Tensor, what: str, *, rtol: float = 1e-4, atol: float = 1e-5,
-            dtype: str | None = None, diagnoses: Iterable[tuple[torch.Tensor, str]] = (),
-            measured: Callable[[torch.Tensor], str] | None = None) -> torch.Tensor:
+def compare(result: dict, expected: torch.Tensor, what: Name, *, rtol: float = 1e-4, atol: float = 1e-5,
+            dtype: str | None = None, diagnoses: Iterable[tuple[torch.Tensor, Message]] = (),
+            measured: Callable[[torch.Tensor], Message] | None = None) -> torch.Tensor:
     """Check ``result`` against the reference ``expected``: type, shape, dtype, then values.
 
     Values agree when ``|value − expected| ≤ atol + rtol·|expected|`` elementwise. ``diagnoses`` lists
@@ -106,7 +135,8 @@ def compare(result: dict, expected: torch.Tensor, what: str, *, rtol: float = 1e
     Returns the student's value.
     """
     value = tensor(result, what, shape=tuple(expected.shape), dtype=dtype)
-    expect(bool(torch.isfinite(value).all()), f"{what} contains NaN or inf")
+    expect(bool(torch.isfinite(value).all()), t("{what} に NaN または inf が含まれています", "{what} contains NaN or inf",
+                                                what=what))
     if close(value, expected, rtol, atol):
         return value
     named = diagnosis(value, expected, diagnoses, rtol, atol)
@@ -115,8 +145,13 @@ def compare(result: dict, expected: torch.Tensor, what: str, *, rtol: float = 1e
     if measured is not None:
         raise CheckFailed(measured(value))
     error = (value.double() - expected.double()).abs().max().item()
-    shown = f"{value.item():.6g} instead of {expected.item():.6g}" if value.numel() == 1 else f"max |error| {error:.3g}"
-    raise CheckFailed(f"{what} differs from the reference solution ({shown})")
+    if value.numel() == 1:
+        shown = t("{expected:.6g} であるべきところが {value:.6g}", "{value:.6g} instead of {expected:.6g}",
+                  value=value.item(), expected=expected.item())
+    else:
+        shown = t("誤差の最大値 {error:.3g}", "max |error| {error:.3g}", error=error)
+    raise CheckFailed(t("{what} が模範解答と一致しません（{shown}）", "{what} differs from the reference solution ({shown})",
+                        what=what, shown=shown))
 
 
 class Attempt:
@@ -137,5 +172,5 @@ class Attempt:
     def get(self) -> Any:
         """The step's result, or its failure raised again."""
         if self.failure is not None:
-            raise GradingFailure(str(self.failure))
+            raise GradingFailure(self.failure.message)
         return self.value

@@ -4,8 +4,9 @@ A policy is data: the names of the notebook functions/classes whose implementati
 (``functions``, e.g. ``["kmeans"]``) and dotted module prefixes they must not use (``forbid``,
 e.g. ``["sklearn.cluster", "scipy.cluster"]``). :func:`check_policy` parses every code cell with
 :mod:`ast` (IPython magics stripped as in :mod:`autograder.extract`; a cell that does not parse is
-skipped, exactly as the extraction skips it) and returns human-readable findings; an empty list
-means the policy holds.
+skipped, exactly as the extraction skips it) and returns human-readable findings (in English;
+:func:`policy_findings` gives them in Japanese and English, as the feedback shows them); an empty
+list means the policy holds.
 
 What is checked
 ---------------
@@ -64,9 +65,12 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from autograder.extract import _without_magics
+from autograder.i18n import Message, t, verbatim
 
-FORBIDDEN_REASON = "the lab asks for your own PyTorch implementation"
-DYNAMIC_REASON = "dynamic code could hide an import, so it is not allowed in this function"
+FORBIDDEN_REASON = t("この課題では PyTorch で自分で実装することが求められています",
+                     "the lab asks for your own PyTorch implementation")
+DYNAMIC_REASON = t("動的なコードはインポートを隠せるため、この関数では使えません",
+                   "dynamic code could hide an import, so it is not allowed in this function")
 
 #: Modules (dotted prefixes) that load modules, code or objects by computed names.
 DYNAMIC_MODULES: tuple[str, ...] = (
@@ -107,9 +111,9 @@ class Policy:
     functions: tuple[str, ...]
     forbid: tuple[str, ...]
 
-    def check(self, notebook: dict) -> list[str]:
-        """The findings of :func:`check_policy` for this policy (empty when it holds)."""
-        return check_policy(notebook, list(self.functions), list(self.forbid))
+    def check(self, notebook: dict) -> list[Message]:
+        """The findings of :func:`policy_findings` for this policy (empty when it holds)."""
+        return policy_findings(notebook, list(self.functions), list(self.forbid))
 
 
 def policies() -> list[Policy]:
@@ -412,10 +416,18 @@ def _global_references(nodes: Iterable[ast.AST]) -> list[ast.Name]:
 
 @dataclass(frozen=True)
 class _Hit:
-    thing: str  # a verb phrase: "uses sklearn.cluster.KMeans", "imports sklearn.cluster", ...
+    thing: Message  # a verb phrase: "uses sklearn.cluster.KMeans", "imports sklearn.cluster", ...
     line: int
-    reason: str
+    reason: Message
+    attribute: bool = False  # "uses the attribute .x": reported only on a line without another finding
 
+
+def _uses(name: str) -> Message:
+    return t("{name} を使っています", "uses {name}", name=name)
+
+
+def _uses_attribute(attribute: str) -> Message:
+    return t("属性 .{attribute} を使っています", "uses the attribute .{attribute}", attribute=attribute)
 
 def _literal_string(node: ast.AST) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
@@ -444,9 +456,10 @@ class _Checker:
 
     def import_hits(self, node: ast.Import | ast.ImportFrom) -> Iterator[_Hit]:
         if isinstance(node, ast.ImportFrom) and node.level:
-            text = f"a relative import (from {'.' * node.level}{node.module or ''} import ...)"
-            yield _Hit(f"uses {text}", node.lineno,
-                       "a notebook cannot import relatively, and its target cannot be checked")
+            yield _Hit(t("相対インポート（{statement}）を使っています", "uses a relative import ({statement})",
+                         statement=f"from {'.' * node.level}{node.module or ''} import ..."), node.lineno,
+                       t("ノートブックでは相対インポートはできず、その参照先も確認できません",
+                         "a notebook cannot import relatively, and its target cannot be checked"))
             return
         star = False
         if isinstance(node, ast.Import):
@@ -458,11 +471,13 @@ class _Checker:
         for module in modules:
             kind = self.classify(module)
             if kind in ("forbidden", "dynamic"):
-                yield _Hit(f"imports {module}", node.lineno, FORBIDDEN_REASON if kind == "forbidden" else DYNAMIC_REASON)
+                yield _Hit(t("{module} をインポートしています", "imports {module}", module=module), node.lineno,
+                           FORBIDDEN_REASON if kind == "forbidden" else DYNAMIC_REASON)
                 return
         if star and self.classify(modules[0]) == "contains":
             forbidden = any(prefix.startswith(modules[0] + ".") for prefix in self.forbid)
-            yield _Hit(f"imports {modules[0]}.*", node.lineno, FORBIDDEN_REASON if forbidden else DYNAMIC_REASON)
+            yield _Hit(t("{module}.* をインポートしています", "imports {module}.*", module=modules[0]), node.lineno,
+                       FORBIDDEN_REASON if forbidden else DYNAMIC_REASON)
 
     def chain(self, name: ast.Name, parents: dict[ast.AST, ast.AST]) -> tuple[list[str], ast.AST]:
         """Attribute names applied to ``name`` (``x.a.b``, ``getattr(x, "a")``) and the outermost node."""
@@ -492,8 +507,8 @@ class _Checker:
                 if isinstance(node, (ast.Import, ast.ImportFrom)):
                     hits.extend(self.import_hits(node))
                 elif isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRIBUTES:
-                    hits.append(_Hit(f"uses the attribute .{node.attr}", node.lineno, DYNAMIC_REASON))
-        attribute_hits, hits = hits, [h for h in hits if not h.thing.startswith("uses the attribute .")]
+                    hits.append(_Hit(_uses_attribute(node.attr), node.lineno, DYNAMIC_REASON, attribute=True))
+        attribute_hits, hits = hits, [h for h in hits if not h.attribute]
         for name in _global_references(unit.nodes):
             if name.id in self.picture.units:
                 helpers.add(name.id)
@@ -503,7 +518,7 @@ class _Checker:
                 hits.extend(self.builtin_hits(name, parents))
         # an attribute finding adds nothing on a line that already has a finding
         lines = {hit.line for hit in hits}
-        hits.extend(h for h in attribute_hits if h.thing.startswith("uses the attribute .") and h.line not in lines)
+        hits.extend(h for h in attribute_hits if h.attribute and h.line not in lines)
         hits.sort(key=lambda hit: hit.line)
         return hits, helpers
 
@@ -519,56 +534,70 @@ class _Checker:
             seen.add(dotted)
             kind = self.classify(dotted)
             if kind == "forbidden":
-                yield _Hit(f"uses {dotted}", name.lineno, FORBIDDEN_REASON)
+                yield _Hit(_uses(dotted), name.lineno, FORBIDDEN_REASON)
             elif kind == "dynamic":
-                yield _Hit(f"uses {dotted}", name.lineno, DYNAMIC_REASON)
+                yield _Hit(_uses(dotted), name.lineno, DYNAMIC_REASON)
             elif kind == "contains":
-                yield _Hit(f"uses the module {dotted} itself", name.lineno,
-                           "code that holds the whole module can reach its forbidden or dynamic parts by "
-                           "computed names; use only named attributes of allowed modules")
+                yield _Hit(t("モジュール {module} そのものを使っています", "uses the module {module} itself",
+                             module=dotted), name.lineno,
+                           t("モジュール全体を保持するコードは、計算した名前でその中の禁止された部分や動的な部分に到達"
+                             "できます。許可されたモジュールの属性を名前で指定して使ってください",
+                             "code that holds the whole module can reach its forbidden or dynamic parts by "
+                             "computed names; use only named attributes of allowed modules"))
 
     def builtin_hits(self, name: ast.Name, parents: dict[ast.AST, ast.AST]) -> Iterator[_Hit]:
         if name.id in DYNAMIC_BUILTINS:
-            yield _Hit(f"uses {name.id}", name.lineno, DYNAMIC_REASON)
+            yield _Hit(_uses(name.id), name.lineno, DYNAMIC_REASON)
         elif name.id == "getattr":
             call = parents.get(name)
             if not (isinstance(call, ast.Call) and call.func is name):
-                yield _Hit("uses getattr as a value", name.lineno, DYNAMIC_REASON)
+                yield _Hit(t("getattr を値として使っています", "uses getattr as a value"), name.lineno, DYNAMIC_REASON)
             elif len(call.args) < 2 or call.keywords or any(isinstance(a, ast.Starred) for a in call.args):
-                yield _Hit("uses getattr with computed arguments", name.lineno, DYNAMIC_REASON)
+                yield _Hit(t("getattr を計算された引数で使っています", "uses getattr with computed arguments"), name.lineno,
+                           DYNAMIC_REASON)
             elif _literal_string(call.args[1]) in DYNAMIC_ATTRIBUTES:
-                yield _Hit(f"uses the attribute .{_literal_string(call.args[1])}", name.lineno, DYNAMIC_REASON)
+                yield _Hit(_uses_attribute(_literal_string(call.args[1])), name.lineno, DYNAMIC_REASON)
             elif _literal_string(call.args[1]) is None and not (
                     isinstance(call.args[0], ast.Name) and call.args[0].id in _SELF_NAMES):
                 target = ast.unparse(call.args[0])
                 target = target if len(target) <= 40 else target[:37] + "..."
-                yield _Hit(f"uses getattr({target}, <computed name>)", name.lineno, DYNAMIC_REASON)
+                yield _Hit(t("getattr({target}, <計算された名前>) を使っています", "uses getattr({target}, <computed name>)",
+                             target=target), name.lineno, DYNAMIC_REASON)
         elif name.id not in _BUILTIN_NAMES:
             for star in self.picture.stars:
                 kind = self.classify(star.target)
                 if kind is not None:
                     reason = FORBIDDEN_REASON if kind != "dynamic" else DYNAMIC_REASON
-                    yield _Hit(f"uses {name.id}", name.lineno, f"it is defined nowhere in the notebook, so it may come "
-                               f"from `from {star.target} import *` (cell {star.cell}); {reason}")
+                    yield _Hit(_uses(name.id), name.lineno, t(
+                        "ノートブックのどこにも定義されていないため、`from {module} import *`（セル {cell}）から来ている"
+                        "可能性があります。{reason}",
+                        "it is defined nowhere in the notebook, so it may come from `from {module} import *` "
+                        "(cell {cell}); {reason}", module=star.target, cell=star.cell, reason=reason))
                     break
 
 
-def _who(path: tuple[str, ...]) -> str:
+def _who(path: tuple[str, ...]) -> Message:
     if len(path) == 1:
-        return path[0]
-    return f"{path[0]} (through {' → '.join(f'`{name}`' for name in path[1:])})"
+        return verbatim(path[0])
+    return t("{root}（{chain} 経由）", "{root} (through {chain})", root=path[0],
+             chain=" → ".join(f"`{name}`" for name in path[1:]))
 
 
 def check_policy(notebook: dict, functions: list[str], forbid: list[str]) -> list[str]:
+    """The English text of :func:`policy_findings` (one line per finding; empty when the policy holds)."""
+    return [finding.en for finding in policy_findings(notebook, functions, forbid)]
+
+
+def policy_findings(notebook: dict, functions: list[str], forbid: list[str]) -> list[Message]:
     """Check that the notebook's ``functions`` (and the helpers they use) avoid the ``forbid`` modules.
 
     ``notebook`` is the notebook JSON (nbformat 4) already parsed into a dict; it is never executed.
-    Returns human-readable findings, one per distinct problem, in notebook order per function; an
-    empty list means the policy holds. Never raises on a malformed notebook.
+    Returns human-readable findings in both languages, one per distinct problem, in notebook order per
+    function; an empty list means the policy holds. Never raises on a malformed notebook.
     """
     picture = _notebook_picture(notebook)
     checker = _Checker(picture, list(forbid or []))
-    findings: list[str] = []
+    findings: list[Message] = []
     for root in functions:
         if not isinstance(root, str):
             continue
@@ -576,8 +605,10 @@ def check_policy(notebook: dict, functions: list[str], forbid: list[str]) -> lis
             kind = checker.classify(binding.target) if not binding.target.startswith(".") else None
             if kind in ("forbidden", "dynamic"):
                 reason = FORBIDDEN_REASON if kind == "forbidden" else DYNAMIC_REASON
-                findings.append(f"{root} is imported from {binding.target} (line {binding.line} of cell "
-                                f"{binding.cell}): {reason}")
+                findings.append(t("{root} が {target} からインポートされています（セル {cell} の {line} 行目）：{reason}",
+                                  "{root} is imported from {target} (line {line} of cell {cell}): {reason}",
+                                  root=root, target=binding.target, line=binding.line, cell=binding.cell,
+                                  reason=reason))
         seen_units: set[int] = set()
         queue: list[tuple[str, ...]] = [(root,)]
         visited_names = {root}
@@ -593,10 +624,14 @@ def check_policy(notebook: dict, functions: list[str], forbid: list[str]) -> lis
                 try:
                     hits, helpers = checker.unit_hits(unit)
                 except RecursionError:
-                    findings.append(f"{_who(path)} is too deeply nested to check (cell {unit.cell})")
+                    findings.append(t("{who} は入れ子が深すぎて確認できません（セル {cell}）",
+                                      "{who} is too deeply nested to check (cell {cell})", who=_who(path),
+                                      cell=unit.cell))
                     continue
                 for hit in hits:
-                    findings.append(f"{_who(path)} {hit.thing} (line {hit.line} of cell {unit.cell}): {hit.reason}")
+                    findings.append(t("{who} が {thing}（セル {cell} の {line} 行目）：{reason}",
+                                      "{who} {thing} (line {line} of cell {cell}): {reason}", who=_who(path),
+                                      thing=hit.thing, line=hit.line, cell=unit.cell, reason=hit.reason))
                 for helper in sorted(helpers - visited_names):
                     visited_names.add(helper)
                     queue.append(path + (helper,))

@@ -1,48 +1,77 @@
-"""Write what instructors and students read: grades.csv, results.json, feedback.html, the class summary."""
+"""Write what instructors and students read: results.json, feedback.html, the class summary (grades.csv: gradesheet.py).
+
+What students read (results.json, feedback.html) comes in ``lang``: "ja", "en", or "both" (the Japanese with
+the English beneath it; on one line in results.json's test names). See :mod:`autograder.i18n`.
+"""
 from __future__ import annotations
 
-import csv
 import html
 import json
 import statistics
 from pathlib import Path
 from typing import Any
 
+from autograder.i18n import Message, from_fields, render, t
+
 CSS = """body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;color:#222}
 table{border-collapse:collapse;width:100%;margin-bottom:1.5em}td,th{border-bottom:1px solid #ddd;padding:.35em .5em;
 text-align:left;vertical-align:top}.pass{color:#1a7f37}.fail{color:#c62828}.pts{white-space:nowrap;text-align:right}
-h2{font-size:1.1em;margin-top:1.6em}.note{background:#fff8e1;padding:.6em;border-left:4px solid #f9a825}"""
+h2{font-size:1.1em;margin-top:1.6em}.note{background:#fff8e1;padding:.6em;border-left:4px solid #f9a825}
+.en{color:#666;font-size:.9em;font-weight:normal}
+.pictures{display:flex;flex-wrap:wrap;gap:1em;margin-bottom:1.5em}figure{margin:0}figcaption{font-size:.85em;
+max-width:32em}"""
+PICTURE_PREFIX = "data:image/png;base64,"
+AUTOGRADED_PART = t("自動採点の部分です。考察は教員・TA が採点します。",
+                    "The autograded part; the written answers are graded by the teaching staff.")
+NOT_GRADED = t("採点されていません（上の注意を参照してください）", "not graded (see the notes above)")
+COLUMNS = (t("確認項目", "check"), t("点数", "points"), t("詳細", "details"))
+COLUMN_STYLES = ("", " class='pts'", "")
 
 
 def _points(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def notes(result: dict[str, Any]) -> list[str]:
+def _inline(message: Message, lang: str) -> str:
+    """``message`` on one line: for "both", the Japanese, " / ", then the English."""
+    if lang == "both" and message.ja != message.en:
+        return f"{message.ja} / {message.en}"
+    return render(message, lang)
+
+
+def _html(message: Message, lang: str, tail: str = "") -> str:
+    """``message`` as HTML, with ``tail`` (HTML) after its first line; for "both", the English on a grey line
+    beneath the Japanese."""
+    if lang == "both" and message.ja != message.en:
+        return f"{html.escape(message.ja)}{tail}<br><span class='en'>{html.escape(message.en)}</span>"
+    return f"{html.escape(render(message, lang))}{tail}"
+
+
+def notes(result: dict[str, Any]) -> list[Message]:
     """Problems with the notebook as a whole (unreadable file, cells skipped or failing, grader failure)."""
-    lines = []
-    if result.get("runner_error"):
-        lines.append(result["runner_error"])
-    if result.get("notebook_error"):
-        lines.append(result["notebook_error"])
+    lines = [from_fields(result, key) for key in ("runner_error", "notebook_error") if result.get(key)]
     for label, reason in result.get("skipped_cells", []):
-        lines.append(f"cell {label} was skipped because it does not parse ({reason}); its definitions are missing")
+        lines.append(t("セル {label} は構文解析できないため読み飛ばしました（{reason}）。このセルの定義は使われて"
+                       "いません",
+                       "cell {label} was skipped because it does not parse ({reason}); its definitions are missing",
+                       label=label, reason=reason))
     for label, reason in result.get("failed_cells", []):
-        lines.append(f"cell {label} raised while its definitions were loaded ({reason})")
+        lines.append(t("セル {label} の定義を読み込む際に例外が発生しました（{reason}）",
+                       "cell {label} raised while its definitions were loaded ({reason})", label=label, reason=reason))
     return lines
 
 
-def write_results_json(path: Path, result: dict[str, Any]) -> None:
-    """Gradescope's autograder results format; each test's ``tags`` holds its question id."""
+def write_results_json(path: Path, result: dict[str, Any], lang: str = "both") -> None:
+    """Gradescope's autograder results format, in ``lang``; each test's ``tags`` holds its question id."""
     tests = []
     for qid, question in result["questions"].items():
         for check in question["checks"]:
             tests.append({
-                "name": f"{qid}: {check['title']}",
+                "name": f"{qid}: {_inline(from_fields(check, 'title'), lang)}",
                 "score": round(check["points"], 4),
                 "max_score": round(check["max_points"], 4),
                 "status": "passed" if check["passed"] else "failed",
-                "output": check["message"],
+                "output": render(from_fields(check, "message"), lang),
                 "tags": [qid],
                 "visibility": "visible",
             })
@@ -50,7 +79,7 @@ def write_results_json(path: Path, result: dict[str, Any]) -> None:
         "score": result["total"],
         "max_score": result["max_total"],
         "execution_time": result.get("seconds", 0),
-        "output": "\n".join(notes(result)),
+        "output": "\n".join(render(note, lang) for note in notes(result)),
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": tests,
@@ -58,42 +87,48 @@ def write_results_json(path: Path, result: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_feedback_html(path: Path, student_id: str, result: dict[str, Any]) -> None:
-    """One page per student: each question, each check with its points and the message naming the bug."""
+def _pictures(result: dict[str, Any], qid: str, lang: str) -> str:
+    """The question's pictures (autograder/pictures.py), embedded as data URIs, each with its caption."""
+    figures = [f"<figure><img src='{picture['uri']}' alt=''><figcaption>"
+               f"{_html(Message(picture['caption_ja'], picture['caption_en']), lang)}</figcaption></figure>"
+               for picture in result.get("pictures", [])
+               if picture.get("question") == qid and str(picture.get("uri", "")).startswith(PICTURE_PREFIX)
+               and str(picture["uri"]).isascii() and "'" not in picture["uri"]]
+    return f"<div class='pictures'>{''.join(figures)}</div>" if figures else ""
+
+
+def write_feedback_html(path: Path, student_id: str, result: dict[str, Any], lang: str = "both") -> None:
+    """One page per student, in ``lang``: each question, each check with its points and the message naming the bug."""
     e = html.escape
-    parts = [f"<!doctype html><html lang='ja'><head><meta charset='utf-8'><title>Feedback: {e(student_id)}</title>"
-             f"<style>{CSS}</style></head><body>",
-             f"<h1>実験3-4 自己符号化器 — feedback for {e(student_id)}</h1>",
-             f"<p><b>合計 Total: {_points(result['total'])} / {_points(result['max_total'])}</b> "
-             "(自動採点の部分。考察は教員・TA が採点します / autograded part; the written answers are graded by the "
-             "teaching staff)</p>"]
+    total = t("合計: {points} / {maximum}", "Total: {points} / {maximum}", points=_points(result["total"]),
+              maximum=_points(result["max_total"]))
+    page_title = t("フィードバック: {id}", "Feedback: {id}", id=student_id)
+    heading = t("実験3-4 自己符号化器 — {id} さんへのフィードバック", "Lab 3-4 autoencoders — feedback for {id}",
+                id=student_id)
+    parts = [f"<!doctype html><html lang='{'en' if lang == 'en' else 'ja'}'><head><meta charset='utf-8'>"
+             f"<title>{e(_inline(page_title, lang))}</title><style>{CSS}</style></head><body>",
+             f"<h1>{_html(heading, lang)}</h1>",
+             f"<p><b>{_html(total, lang)}</b><br>{_html(AUTOGRADED_PART, lang)}</p>"]
     for line in notes(result):
-        parts.append(f"<p class='note'>{e(line)}</p>")
+        parts.append(f"<p class='note'>{_html(line, lang)}</p>")
     for qid, question in result["questions"].items():
-        parts.append(f"<h2>{e(question['title'])} <small>({e(qid)})</small>: "
-                     f"{_points(question['points'])} / {_points(question['max_points'])}</h2>")
+        title = Message(question["title"], question.get("title_en") or question["title"])
+        points = f" <small>({e(qid)})</small>: {_points(question['points'])} / {_points(question['max_points'])}"
+        parts.append(f"<h2>{_html(title, lang, tail=points)}</h2>")
         if not question["checks"]:
-            parts.append("<p class='note'>not graded (see the notes above)</p>")
+            parts.append(f"<p class='note'>{_html(NOT_GRADED, lang)}</p>")
             continue
-        parts.append("<table><tr><th></th><th>確認項目 check</th><th class='pts'>点 points</th>"
-                     "<th>詳細 details</th></tr>")
+        header = "".join(f"<th{style}>{_html(column, lang)}</th>" for column, style in zip(COLUMNS, COLUMN_STYLES))
+        parts.append(f"<table><tr><th></th>{header}</tr>")
         for check in question["checks"]:
             mark = "<span class='pass'>✔</span>" if check["passed"] else "<span class='fail'>✘</span>"
-            parts.append(f"<tr><td>{mark}</td><td>{e(check['title'])}</td><td class='pts'>{_points(check['points'])} / "
-                         f"{_points(check['max_points'])}</td><td>{e(check['message'])}</td></tr>")
+            parts.append(f"<tr><td>{mark}</td><td>{_html(from_fields(check, 'title'), lang)}</td>"
+                         f"<td class='pts'>{_points(check['points'])} / {_points(check['max_points'])}</td>"
+                         f"<td>{_html(from_fields(check, 'message'), lang)}</td></tr>")
         parts.append("</table>")
+        parts.append(_pictures(result, qid, lang))
     parts.append("</body></html>\n")
     path.write_text("\n".join(parts), encoding="utf-8")
-
-
-def write_grades_csv(path: Path, results: dict[str, dict], question_ids: list[str]) -> None:
-    """``student_id``, one column per question id, ``total``, ``max_total``."""
-    with open(path, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["student_id", *question_ids, "total", "max_total"])
-        for student_id, result in results.items():
-            writer.writerow([student_id, *(_points(result["questions"][q]["points"]) for q in question_ids),
-                             _points(result["total"]), _points(result["max_total"])])
 
 
 def summary_table(results: dict[str, dict], questions: dict[str, dict]) -> str:

@@ -32,10 +32,11 @@ class RubricError(RuntimeError):
 class Check:
     id: str
     question: str | None  # None: the test has no question marker
-    title: str
+    title: str  # English: the docstring's first line
     weight: float
     voids: bool
     points: float = 0.0
+    title_ja: str = ""  # the docstring's line "ja: ..." ("" when there is none)
 
 
 class _Items:
@@ -46,13 +47,18 @@ class _Items:
         self.items = list(session.items)
 
 
+JA_PREFIX = "ja:"  # a grader test's docstring gives its Japanese title on a line of its own, e.g. "ja: z は…"
+
+
 def check_of(item: pytest.Item) -> Check:
-    """The check a collected grader test is: its id, question, title (docstring's first line), weight, voids."""
+    """The check a collected grader test is: its id, question, title (docstring's first line), its Japanese
+    title (the docstring's line that starts with ``ja:``), weight, voids."""
     marker = item.get_closest_marker("question")
-    doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines()
+    doc = [line.strip() for line in (getattr(item, "obj", None).__doc__ or "").strip().splitlines()]
+    title_ja = next((line[len(JA_PREFIX):].strip() for line in doc if line.startswith(JA_PREFIX)), "")
     return Check(item.nodeid.split("::", 1)[-1], marker.args[0] if marker and marker.args else None,
                  doc[0] if doc else item.name, float(marker.kwargs.get("weight", 1)) if marker else 1.0,
-                 bool(marker.kwargs.get("voids")) if marker else False)
+                 bool(marker.kwargs.get("voids")) if marker else False, title_ja=title_ja)
 
 
 def problems(items: list[pytest.Item], questions: dict) -> list[str]:

@@ -4,8 +4,10 @@ Run as ``python -m autograder.runner NOTEBOOK --json OUT`` (the engine starts on
 This process is trusted: it parses the notebook as data, never runs it, and talks to the
 student's code only through a sandboxed :class:`~autograder.client.Worker`.
 
-Output: ``{"notebook", "checks": [{"id", "question", "title", "passed", "message", "seconds"}],
-"skipped_cells", "failed_cells", "worker_starts"}``. Scores are computed from it by the engine.
+Output: ``{"notebook", "checks": [{"id", "question", "title", "title_ja", "passed", "message", "message_ja",
+"message_en", "seconds"}], "skipped_cells", "failed_cells", "notebook_error" (+ ``_ja``, ``_en``),
+"worker_starts"}``. ``message`` is the Japanese text with the English on the next line ("" when the check
+passed); ``title`` is the English title. Scores are computed from it by the engine.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import pytest
 
 from autograder import config
 from autograder.failures import GradingFailure
+from autograder.i18n import Message, json_fields, t
 from autograder.rubric import GRADERS_DIR, RUBRIC_EXIT_CODE, RubricError, check_of, describe_problems
 from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
 from autograder.submission import Context, read_notebook
@@ -42,22 +45,23 @@ class Collector:
             check = check_of(item)
             self.checks.append({
                 "id": check.id, "question": check.question, "voids": check.voids, "weight": check.weight,
-                "title": check.title,
+                "title": check.title, "title_ja": check.title_ja,
                 "passed": report.passed,
-                "message": "" if report.passed else self._message(call),
+                **json_fields("message", "" if report.passed else self._message(call)),
                 "seconds": round(report.duration, 3),
             })
 
     @staticmethod
-    def _message(call: pytest.CallInfo) -> str:
+    def _message(call: pytest.CallInfo) -> Message:
         if call.excinfo is None:
-            return "failed"
+            return t("不合格です", "failed")
         error = call.excinfo.value
         if isinstance(error, GradingFailure):
-            return str(error)
+            return error.message
         # A bug in the grader, not the student's: log it for the instructor, tell the student little.
         traceback.print_exception(error, file=sys.stderr)
-        return f"internal grader error ({type(error).__name__}); please tell the instructor"
+        return t("採点プログラムの内部エラーです（{error}）。担当教員に知らせてください",
+                 "internal grader error ({error}); please tell the instructor", error=type(error).__name__)
 
 
 def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: str | None = None) -> dict[str, Any]:
@@ -83,9 +87,21 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
         "checks": collector.checks,
         "skipped_cells": [list(s) for s in context.skipped],
         "failed_cells": context.failed_cells,
-        "notebook_error": context.notebook_error,
+        **(json_fields("notebook_error", context.notebook_error) if context.notebook_error else
+           {"notebook_error": None}),
         "worker_starts": context.worker_starts,
+        "pictures": context.pictures,
+        "training_seconds": context.training_seconds,
     }
+
+
+def _seconds_since_start() -> float:
+    """Seconds since this process started (Linux; 0 elsewhere): the interpreter's start-up and imports included."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return round(time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK"), 2)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         log = Path(workdir, "worker.log")
         result["worker_log_tail"] = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     result["seconds"] = round(time.monotonic() - started, 2)
+    result["startup_seconds"] = _seconds_since_start() - result["seconds"]
     args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     return 0
 

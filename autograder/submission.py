@@ -10,6 +10,7 @@ from typing import Any
 from autograder.client import Worker
 from autograder.extract import extract_cells
 from autograder.failures import StudentText
+from autograder.i18n import Message, t
 from autograder.sandbox import SandboxConfig
 
 
@@ -22,7 +23,7 @@ class Context:
     sandbox: SandboxConfig
     log_path: Path
     notebook: dict | None = None
-    notebook_error: str | None = None
+    notebook_error: Message | None = None
     cells: list[tuple[str, str]] = field(default_factory=list)  # (cell label, definitions)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (cell label, reason)
     worker_starts: int = 0
@@ -30,6 +31,8 @@ class Context:
     text: StudentText = field(default_factory=StudentText)  # the feedback text the student's code controls
     workers: dict[str, Worker] = field(default_factory=dict)  # "student" and "encoder", made on first use
     rubric_problems: list[str] = field(default_factory=list)
+    pictures: list[dict] = field(default_factory=list)  # for the feedback page (conftest's ``pictures`` fixture)
+    training_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # question -> step -> seconds
 
     def worker(self, role: str) -> Worker:
         """The submission's ``student`` or ``encoder`` worker (see the graders' conftest)."""
@@ -63,7 +66,9 @@ def read_notebook(context: Context) -> None:
             raise ValueError("no list of cells")
     except (OSError, UnicodeDecodeError, ValueError) as error:
         reason = error.msg if isinstance(error, json.JSONDecodeError) else type(error).__name__
-        context.notebook_error = f"the submitted file is not a readable notebook ({type(error).__name__}: {reason})"
+        context.notebook_error = t("提出されたファイルはノートブックとして読み込めません（{error}: {reason}）",
+                                   "the submitted file is not a readable notebook ({error}: {reason})",
+                                   error=type(error).__name__, reason=reason)
         return
     context.notebook = notebook
     extraction = extract_cells(notebook)

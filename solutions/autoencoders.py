@@ -29,6 +29,7 @@
 # - 自動採点では、ノートブックから **import・関数・クラス・定数の定義だけ** を取り出して別のプロセスでテストします。
 #   関数やクラスの外に書いた処理(学習ループなど)は採点時には実行されないので、実装は必ず関数・クラスの中に書いてください。
 # - 「考察」のセルには自分の言葉で答えてください(教員・TA が採点します)。
+# - 「【自動採点】」と書かれた編集できないセルは、自動採点の点数が記録される欄です(中身はコメントだけです)。
 # - 最後に **カーネルを再起動して全セルを実行** し、図がすべて表示された状態で保存して提出してください。
 #
 # 環境変数 `QUICK=1` を設定すると、エポック数とデータ数を減らした短縮モードで全体を数分で実行できます(動作確認用)。
@@ -299,6 +300,13 @@ with self_check("reparameterize"):
     assert mu.grad is not None and mu.grad.abs().sum() > 0, "z から mu へ勾配が流れていません"
     assert logvar.grad is not None and logvar.grad.abs().sum() > 0, "z から logvar へ勾配が流れていません"
 
+# %% nbgrader={"grade": true, "grade_id": "auto_reparameterize", "locked": true, "points": 15, "schema_version": 3, "solution": false}
+# 【自動採点】課題 2.1 `reparameterize`
+# このセルは、課題 2.1 `reparameterize` の自動採点のチェックを表します。採点はこの授業の自動採点システム
+# (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
+# Autograded checks of 課題 2.1 (`reparameterize`), graded by the course's autograder (`make grade`).
+# Do not edit this cell.
+
 # %% [markdown]
 # ### 課題 2.2 `vae_loss`
 # `vae_loss(reconstructed, x, mu, logvar)` を実装してください。戻り値はバッチ全体の **合計** の
@@ -325,6 +333,13 @@ with self_check("vae_loss"):
     assert isinstance(loss, torch.Tensor) and loss.dim() == 0, "戻り値はスカラー (0 次元) のテンソルにしてください"
     assert abs(loss.item()) < 1e-4, f"完全な再構成で mu=0, logvar=0 なら損失は 0 のはずです (KL(0,0)=0) が {loss.item():.4f} でした"
     assert vae_loss(x_binary, x_binary, torch.ones(8, 2), zeros).item() > 0, "mu≠0 のとき KL は正になるはずです"
+
+# %% nbgrader={"grade": true, "grade_id": "auto_vae_loss", "locked": true, "points": 20, "schema_version": 3, "solution": false}
+# 【自動採点】課題 2.2 `vae_loss`
+# このセルは、課題 2.2 `vae_loss` の自動採点のチェックを表します。採点はこの授業の自動採点システム
+# (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
+# Autograded checks of 課題 2.2 (`vae_loss`), graded by the course's autograder (`make grade`).
+# Do not edit this cell.
 
 # %% [markdown]
 # VAE 本体は与えられています。大きさは AE と同じで、エンコーダの最後の層が `fc_mu` と `fc_logvar` に分かれています。
@@ -359,6 +374,14 @@ torch.manual_seed(0)
 vae = VAE().to(device)
 vae_history = train(vae, x_train, vae_objective, EPOCHS, desc="VAE")
 print(f"VAE のテスト損失 (1 サンプルあたりの BCE + KL): {evaluate(vae, x_test, vae_objective):.1f}")
+
+# %% nbgrader={"grade": true, "grade_id": "auto_vae_training", "locked": true, "points": 10, "schema_version": 3, "solution": false}
+# 【自動採点】VAE の学習 (課題 2.1 の `reparameterize` を使う `VAE`)
+# このセルは、上の `VAE` (課題 2.1 の `reparameterize` を使う) を採点側の学習ループで学習してテスト画像で評価する、
+# 自動採点のチェックを表します。採点はこの授業の自動採点システム (`make grade`) が行い、点数はこのセルに記録されます。
+# このセルは編集しないでください(実行しても何も起きません)。
+# Autograded checks of 課題 2.1 in training (the `VAE` with your `reparameterize`, trained by the grader's loop and
+# scored on test images), graded by the course's autograder (`make grade`). Do not edit this cell.
 
 # %% tags=["figure"] nbgrader={"grade": false, "grade_id": "fig_vae_latent", "locked": true, "schema_version": 3, "solution": false}
 plot_history({"VAE": vae_history}, "BCE + KL per sample")
@@ -446,6 +469,13 @@ with self_check("kmeans"):
     assert all(labels[i * 50:(i + 1) * 50].unique().numel() == 1 for i in range(3)), "同じ塊の点が別々のクラスタに分かれています"
     assert labels.unique().numel() == 3, "3 つの塊が 3 つのクラスタになっていません"
 
+# %% nbgrader={"grade": true, "grade_id": "auto_kmeans", "locked": true, "points": 15, "schema_version": 3, "solution": false}
+# 【自動採点】課題 1.1 `kmeans`
+# このセルは、課題 1.1 `kmeans` の自動採点のチェックを表します。採点はこの授業の自動採点システム
+# (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
+# Autograded checks of 課題 1.1 (`kmeans`), graded by the course's autograder (`make grade`).
+# Do not edit this cell.
+
 # %% [markdown]
 # ### 課題 1.2 `plot_latent_clusters`
 # `plot_latent_clusters(latents, cluster_labels, title="")` を実装してください。2 次元の潜在表現 `latents` (形 `(N, 2)`)
@@ -496,6 +526,14 @@ plt.show()
 # %% tags=["figure"] nbgrader={"grade": false, "grade_id": "fig_kmeans_vae", "locked": true, "schema_version": 3, "solution": false}
 plot_latent_clusters(vae_latents, vae_clusters, title="k-means (k=10) on the VAE latent space")
 plt.show()
+
+# %% nbgrader={"grade": true, "grade_id": "auto_cluster_plots", "locked": true, "points": 10, "schema_version": 3, "solution": false}
+# 【自動採点】課題 1.2 `plot_latent_clusters` と上の 2 つの図
+# このセルは、課題 1.2 (`plot_latent_clusters` と、上の 2 つのセル `fig_kmeans_ae`・`fig_kmeans_vae` の図) の
+# 自動採点のチェックを表します。採点はこの授業の自動採点システム (`make grade`) が行い、点数はこのセルに記録されます。
+# このセルは編集しないでください(実行しても何も起きません)。
+# Autograded checks of 課題 1.2 (`plot_latent_clusters` and the two figures above), graded by the course's
+# autograder (`make grade`). Do not edit this cell.
 
 # %% [markdown]
 # クラスタが数字とどれだけ一致しているかを 2 つの指標で測ります。
@@ -600,6 +638,13 @@ def check_conv_model(model_class):
 with self_check("ConvAutoEncoder"):
     assert len(check_conv_model(ConvAutoEncoder)) == 2, "forward は (encoded, decoded) の 2 つを返してください"
 
+# %% nbgrader={"grade": true, "grade_id": "auto_conv_autoencoder", "locked": true, "points": 15, "schema_version": 3, "solution": false}
+# 【自動採点】課題 2.3 `ConvAutoEncoder`
+# このセルは、課題 2.3 `ConvAutoEncoder` の自動採点のチェックを表します。採点はこの授業の自動採点システム
+# (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
+# Autograded checks of 課題 2.3 (`ConvAutoEncoder`), graded by the course's autograder (`make grade`).
+# Do not edit this cell.
+
 # %% [markdown]
 # ### 課題 2.4 `ConvVAE`
 # `ConvVAE(in_channels=1, image_size=28, latent_dim=2)` を実装してください。
@@ -637,6 +682,13 @@ with self_check("ConvVAE"):
     outputs = check_conv_model(ConvVAE)
     assert len(outputs) == 3, "forward は (reconstructed, mu, logvar) の 3 つを返してください"
     assert outputs[1].shape == outputs[2].shape == (4, 2), "mu と logvar の形は (B, latent_dim) にしてください"
+
+# %% nbgrader={"grade": true, "grade_id": "auto_conv_vae", "locked": true, "points": 15, "schema_version": 3, "solution": false}
+# 【自動採点】課題 2.4 `ConvVAE`
+# このセルは、課題 2.4 `ConvVAE` の自動採点のチェックを表します。採点はこの授業の自動採点システム
+# (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
+# Autograded checks of 課題 2.4 (`ConvVAE`), graded by the course's autograder (`make grade`).
+# Do not edit this cell.
 
 # %% [markdown]
 # 畳み込みモデルを MNIST で学習し、潜在空間を第1部・第2部の MLP モデルと比べます。`fit_conv_models` は

@@ -169,7 +169,7 @@ def grade_runs(root: Path, students: dict[int, list[Path]]) -> tuple[dict, dict,
             continue
         out = root / f"grades-{index}"
         command = [sys.executable, "-m", "autograder", "grade", *map(str, students[index]), "--out", str(out),
-                   "--jobs", str(JOBS), "-k", selection(cells)]
+                   "--jobs", str(JOBS), "--lang", "en", "-k", selection(cells)]
         started = time.monotonic()
         process = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=1800)
         seconds[" + ".join(cells)] = round(time.monotonic() - started, 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -113,17 +114,32 @@ def test_late_student_and_partial_run_through_the_cli(tmp_path):
     assert results["score"] == pytest.approx(partial + 20)
 
 
+def _runners_of(pid: int) -> list[int]:
+    """The ``autograder.runner`` processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"autograder.runner" in command:
+            found.append(int(entry.name))
+    return found
+
+
 def test_ctrl_c_leaves_the_previous_grades(tmp_path):
     out = tmp_path / "grades"
     out.mkdir()
     previous = "student_id,reparameterize\nsomeone,15\n"  # any earlier file: it must survive untouched
     (out / "grades.csv").write_text(previous)
-    process = _grade(str(EXAMPLES / "reference"), "--out", str(out))
+    process = _grade(str(EXAMPLES / "reference"), "--out", str(out), start_new_session=True)
     deadline = time.monotonic() + 120
-    while not (out / "reference" / "grader.log").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)  # grading has started
-    time.sleep(2)
-    process.send_signal(signal.SIGINT)
+    while not _runners_of(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _runners_of(process.pid), "grading never started"
+    time.sleep(2)  # the submission's runner is at work
+    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to the whole foreground process group
     process.communicate(timeout=120)
     assert process.returncode != 0
     assert (out / "grades.csv").read_text() == previous

@@ -115,6 +115,15 @@ def test_outputs_follow_their_schemas(class_results):
     assert (class_results / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_feedback_shows_the_grader_s_pictures(class_results):
+    """The reference's page embeds its pictures: 3 per trained model (reconstructions, latents by digit, prior
+    samples) and the k-means clusters; the page stays well under 1 MB and needs no other file."""
+    page = (class_results / "reference" / "feedback.html").read_text(encoding="utf-8")
+    assert page.count("<img src='data:image/png;base64,") == 10
+    assert len(page.encode()) < 1_000_000
+    assert "src='http" not in page and "src=\"" not in page
+
+
 def test_grading_again_gives_the_same_results(class_results, tmp_path):
     students = ["exp_logvar", "conv_no_sigmoid"]
     process = grade([EXAMPLES / s for s in students], tmp_path)

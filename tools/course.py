@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the nbgrader exchange workflow of the lab: release, collect, feedback.
+"""Run the nbgrader exchange workflow of the lab: release, collect, feedback, and the gradebook.
 
 The course directory (default: the repository root) gets nbgrader's usual folders::
 
@@ -8,6 +8,7 @@ The course directory (default: the repository root) gets nbgrader's usual folder
     downloaded/autoencoders/archive/           LMS downloads you put there (optional)
     feedback/<student_id>/autoencoders/        what `feedback` hands back
     gradebook.db                               nbgrader's database (made by `collect`)
+    autograded/<student_id>/autoencoders/      what formgrader shows (made by `gradebook`)
 
 Every nbgrader setting this needs is given on nbgrader's command line (``--Exchange.root``,
 ``--CourseDirectory.root``, ``--CourseDirectory.course_id``), so no ``nbgrader_config.py`` is
@@ -24,6 +25,7 @@ Usage::
     python tools/course.py collect                     # exchange + downloaded/ -> submitted/
     python -m autograder grade submitted --out grades   # or: make grade
     python tools/course.py feedback --grades grades
+    python tools/course.py gradebook --grades grades   # the autograded points into gradebook.db
 """
 from __future__ import annotations
 
@@ -88,6 +90,16 @@ with `nbgrader fetch_feedback {ASSIGNMENT_ID}` (into {ASSIGNMENT_ID}/feedback/<t
 
 Submissions without submission_secret.txt did not come through the exchange (LMS downloads): their
 feedback is put in feedback/<student_id>/{ASSIGNMENT_ID}/ for you to upload, and not released.
+"""
+
+
+GRADEBOOK_HELP = """\
+Put the autograded points of GRADES/<student_id>/results.json (as written by `python -m autograder
+grade ... --out GRADES`) into <course>/gradebook.db, as the scores of the release's grade cells
+auto_<question id>, beside the hand-graded 考察 answers: formgrader shows both, and `nbgrader export`
+totals both.  Runs `python -m autograder.gradebook` (its --help has the details); each graded
+submission is brought into <course>/autograded/ by `nbgrader autograde` with execution disabled.
+Manual scores are kept; rerun after every grading run.
 """
 
 
@@ -205,6 +217,13 @@ def feedback(course_dir: Path, exchange: Path, course_id: str, grades_dir: Path)
     return released
 
 
+def gradebook(course_dir: Path, course_id: str, grades_dir: Path) -> int:
+    """Run ``python -m autograder.gradebook`` for this course; returns its exit status."""
+    cmd = [sys.executable, "-m", "autograder.gradebook", "--course-dir", str(course_dir),
+           "--grades", str(grades_dir), "--course-id", course_id]
+    return subprocess.run(cmd, cwd=REPO_ROOT).returncode
+
+
 def _existing_dir(value: str) -> Path:
     path = Path(value)
     if not path.is_dir():
@@ -234,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         description="nbgrader workflow of the lab around a course directory and an exchange: "
                     "`release` hands out assignment/, `collect` gathers submissions (exchange and "
                     "LMS downloads) into <course>/submitted/, `feedback` hands back the html "
-                    "feedback written by `python -m autograder grade`.",
+                    "feedback written by `python -m autograder grade`, `gradebook` puts its scores "
+                    "into nbgrader's gradebook.db.",
         epilog="Run `course.py COMMAND --help` for the details of a command.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     shared = [common(suppress=True)]
@@ -255,11 +275,19 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p_feedback.add_argument("--grades", type=Path, required=True, metavar="DIR",
                             help="the --out folder of `python -m autograder grade`")
+    p_gradebook = sub.add_parser("gradebook", parents=shared, help="put GRADES/<student_id>/results.json "
+                                 "into <course>/gradebook.db (formgrader, nbgrader export)",
+                                 description=GRADEBOOK_HELP,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p_gradebook.add_argument("--grades", type=Path, required=True, metavar="DIR",
+                             help="the --out folder of `python -m autograder grade`")
     args = parser.parse_args(argv)
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.course_id):
         parser.error(f"invalid course id {args.course_id!r} (letters, digits, . _ - only)")
     exchange = args.exchange.resolve()
+    if args.command == "gradebook":
+        return gradebook(args.course_dir, args.course_id, args.grades.resolve())
     try:
         if args.command == "release":
             target = release(args.course_dir, exchange, args.course_id)

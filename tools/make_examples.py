@@ -19,15 +19,18 @@ How a notebook is made (all deterministic):
 * a student's mistakes are text substitutions on the cells with the given ``grade_id``; each
   substituted text must occur exactly once, so a change to the solution breaks the generator
   loudly instead of silently producing a correct "wrong" student;
-* outputs: a real submission has been run.  Students with ``outputs=True`` get the execution
-  counts of a QUICK run of the solution notebook on every code cell and, to keep the repository
-  small, only the ``image/png`` (+ ``text/plain``) outputs of the graded figure cells
-  :data:`KEPT_FIGURES`; all other outputs are dropped (every ``figure`` cell's PNGs together
-  are ~3 MB per notebook).  No execution timing or widget metadata is kept;
+* outputs: a real submission has been run top to bottom.  Students with ``outputs=True`` get
+  the execution counts of such a run (1, 2, … over the code cells, in order) and, to keep the
+  repository small, only the ``image/png`` (+ ``text/plain``) outputs of the graded figure cells
+  :data:`KEPT_FIGURES`, taken from a QUICK run of the solution notebook; all other outputs are
+  dropped (every ``figure`` cell's PNGs together are ~3 MB per notebook).  No execution timing
+  or widget metadata is kept;
 * the outputs come from the committed ``reference`` example when its code cells still match
   the solution (so regenerating does not change PNG bytes), else from the QUICK run cached in
   ``build/examples/solution-quick.ipynb`` when that matches, else the solution notebook is
-  executed (QUICK=1, ~70 s on a CPU) into that cache.  ``--execute`` forces a fresh run.
+  executed (QUICK=1, ~70 s on a CPU) into that cache.  ``--execute`` forces a fresh run.  A cell
+  that holds only comments (such as the nbgrader ``auto_*`` grade cells) outputs nothing, so a
+  run made before it was added or reworded still supplies the outputs.
 
 ``--check`` never executes anything: it takes the outputs from the committed ``reference``
 example, rebuilds every file in memory and compares bytes; it prints one line per stale file and
@@ -334,21 +337,30 @@ def _figure_outputs(cell) -> list:
     return kept
 
 
+def only_comments(source: str) -> bool:
+    """Whether a code cell's source is only comments and blank lines (running it outputs nothing)."""
+    return all(not line.strip() or line.lstrip().startswith("#") for line in source.splitlines())
+
+
 def output_source_problem(executed: nbformat.NotebookNode, completed: nbformat.NotebookNode) -> str | None:
-    """Why ``executed`` cannot supply the outputs for ``completed`` (None when it can)."""
-    by_id = {c.get("id"): c for c in executed.cells}
-    for cell in completed.cells:
-        if cell.cell_type != "code":
-            continue
-        run = by_id.get(cell.id)
-        if run is None or run.cell_type != "code":
-            return f"it has no code cell {cell.id!r}"
+    """Why ``executed`` cannot supply the outputs for ``completed`` (None when it can): it must have run
+    the same code cells in the same order without an error (matched by position, since the ids of
+    cells without a grade_id are positions too; cells of only comments do not count), and have the
+    images of :data:`KEPT_FIGURES` (matched by grade_id)."""
+    def code_cells(nb: nbformat.NotebookNode) -> list:
+        return [c for c in nb.cells if c.cell_type == "code" and not only_comments(c.source)]
+
+    ran, wanted = code_cells(executed), code_cells(completed)
+    if len(ran) != len(wanted):
+        return f"it has {len(ran)} code cells, the solution {len(wanted)}"
+    for run, cell in zip(ran, wanted):
         if strip_solution_markers(run.source) != cell.source:
-            return f"its cell {cell.id!r} has other code than the solution's"
+            return f"its code cell in the place of {cell.id!r} has other code than the solution's"
         if run.get("execution_count") is None:
-            return f"its cell {cell.id!r} was not executed"
+            return f"its cell {run.get('id')!r} was not executed"
         if any(o.get("output_type") == "error" for o in run.get("outputs", [])):
-            return f"its cell {cell.id!r} raised an error"
+            return f"its cell {run.get('id')!r} raised an error"
+    by_id = {c.get("id"): c for c in executed.cells}
     for grade_id in KEPT_FIGURES:
         if grade_id not in by_id or not _figure_outputs(by_id[grade_id]):
             return f"its cell {grade_id!r} has no image output"
@@ -356,15 +368,14 @@ def output_source_problem(executed: nbformat.NotebookNode, completed: nbformat.N
 
 
 def add_outputs(nb: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> None:
-    """Copy execution counts (all code cells) and kept figure images from ``executed``, by cell id."""
+    """Number the code cells 1, 2, … as a top-to-bottom run does, and copy the images of
+    :data:`KEPT_FIGURES` from ``executed``, by grade_id."""
     by_id = {c.get("id"): c for c in executed.cells}
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        run = by_id[cell.id]
-        cell.execution_count = run.execution_count
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    for count, cell in enumerate(code_cells, start=1):
+        cell.execution_count = count
         tags = cell.metadata.get("tags", [])
-        cell.outputs = _figure_outputs(run) if cell.id in KEPT_FIGURES and FIGURE_TAG in tags else []
+        cell.outputs = _figure_outputs(by_id[cell.id]) if cell.id in KEPT_FIGURES and FIGURE_TAG in tags else []
 
 
 def student_notebook(student: Student, assignment: nbformat.NotebookNode, solution: nbformat.NotebookNode,

@@ -48,7 +48,8 @@ def encoder(context: Any) -> Iterator[Worker]:
 
 
 @pytest.fixture(scope="session")
-def training_plan(student: Worker, encoder: Worker, device: str, request: pytest.FixtureRequest) -> Iterator[Any]:
+def training_plan(student: Worker, encoder: Worker, device: str, context: Any,
+                  request: pytest.FixtureRequest) -> Iterator[Any]:
     """The selected training questions, trained (two at a time) on first use; see :class:`TrainingPlan`."""
     from autograder.bottleneck import TrainingPlan
 
@@ -57,6 +58,14 @@ def training_plan(student: Worker, encoder: Worker, device: str, request: pytest
     plan = TrainingPlan(student, encoder, [q for q in config.budgets() if q in selected], device)
     yield plan
     plan.close()
+    context.training_seconds = plan.seconds
+
+
+@pytest.fixture(scope="session")
+def pictures(context: Any) -> list[dict]:
+    """Pictures for the feedback page, drawn here from tensors the grader holds (see autograder/pictures.py):
+    each ``{"question", "caption_ja", "caption_en", "uri"}``."""
+    return context.pictures
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +80,8 @@ def reference() -> dict:
 
 
 @pytest.fixture(scope="session")
-def calibration() -> dict:
-    return config.calibration()
+def calibration(device: str) -> dict:
+    return config.calibration(device)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from autograder.figures import check_png, figure_outputs
+from autograder.figures import figure_outputs, png_problem
+from autograder.i18n import t
 from autograder.oracle import expect, fail
 
 pytestmark = pytest.mark.question("cluster_plots")
@@ -13,13 +14,16 @@ LATENTS = torch.randn(300, 2, generator=_generator) * 3
 LABELS = torch.arange(300) % K
 FIGURE_CELLS = ("fig_kmeans_ae", "fig_kmeans_vae")
 TITLE = "k-means (k = 5) 潜在空間"
+NOT_A_NOTEBOOK = t("提出物が読み込めるノートブックではありません", "the submission is not a readable notebook")
 
 
 def scatter(student) -> dict:
     report = student.request("figure", name="plot_latent_clusters", args=[LATENTS, LABELS], kwargs={"title": TITLE})
-    expect(report["is_figure"], f"plot_latent_clusters must return a matplotlib Figure, not {report['type']} "
-                                "(fig, ax = plt.subplots(); ...; return fig)")
-    expect(bool(report["scatters"]), "the figure has no scatter plot (ax.scatter)")
+    expect(report["is_figure"], t("plot_latent_clusters は matplotlib の Figure を返す必要がありますが、{type} を返し"
+                                  "ました（fig, ax = plt.subplots(); ...; return fig）",
+                                  "plot_latent_clusters must return a matplotlib Figure, not {type} "
+                                  "(fig, ax = plt.subplots(); ...; return fig)", type=report["type"]))
+    expect(bool(report["scatters"]), t("図に散布図（ax.scatter）がありません", "the figure has no scatter plot (ax.scatter)"))
     return report
 
 
@@ -30,42 +34,61 @@ def point_colours(report: dict) -> tuple[torch.Tensor, torch.Tensor]:
         offsets, faces = collection["offsets"], collection["facecolors"]
         if len(offsets) == 0:
             continue
-        expect(len(faces) in (1, len(offsets)), "a scatter's colours do not match its points")
+        expect(len(faces) in (1, len(offsets)), t("散布図の色の数が点の数と合っていません",
+                                                  "a scatter's colours do not match its points"))
         points.append(offsets)
         colours.append(faces.expand(len(offsets), 4) if len(faces) == 1 else faces)
     return torch.cat(points), torch.cat(colours)
 
 
 def test_returns_figure_with_every_point(student):
-    """Returns a Figure whose scatter plots show all N latents, under the given title."""
+    """Returns a Figure whose scatter plots show all N latents, under the given title.
+
+    ja: 渡したタイトルのついた Figure を返し、その散布図に N 個の潜在変数がすべて描かれている
+    """
     report = scatter(student)
     expect(any(TITLE in str(title) for title in report.get("titles", [])),
-           f"the figure does not show the title passed in (title={TITLE!r}): use ax.set_title(title)")
+           t("渡したタイトル（title={title!r}）が図に表示されていません。ax.set_title(title) を使ってください",
+             "the figure does not show the title passed in (title={title!r}): use ax.set_title(title)", title=TITLE))
     points, _ = point_colours(report)
-    expect(len(points) == len(LATENTS), f"the scatter plots show {len(points)} points; all {len(LATENTS)} latents "
-                                        "must be drawn")
+    expect(len(points) == len(LATENTS), t("散布図に描かれている点は {drawn} 個です。{given} 個の潜在変数をすべて描く"
+                                          "必要があります",
+                                          "the scatter plots show {drawn} points; all {given} latents must be drawn",
+                                          drawn=len(points), given=len(LATENTS)))
     drawn = sorted(map(tuple, points.float().round(decimals=4).tolist()))
     given = sorted(map(tuple, LATENTS.round(decimals=4).tolist()))
-    expect(drawn == given, "the points drawn are not the latents passed in (plot latents[:, 0] against latents[:, 1])")
+    expect(drawn == given, t("描かれた点が渡された潜在変数と一致しません（latents[:, 0] を横軸、latents[:, 1] を縦軸に"
+                             "プロットしてください）",
+                             "the points drawn are not the latents passed in (plot latents[:, 0] against "
+                             "latents[:, 1])"))
 
 
 def test_one_colour_per_cluster(student):
-    """Each cluster has its own colour: at least k colours, one per cluster."""
+    """Each cluster has its own colour: at least k colours, one per cluster.
+
+    ja: クラスタごとに別の色で描かれている（k 色以上、クラスタごとに 1 色）
+    """
     points, colours = point_colours(scatter(student))
-    expect(len(points) == len(LATENTS), "not every point is drawn")
+    expect(len(points) == len(LATENTS), t("描かれていない点があります", "not every point is drawn"))
     cluster_of = {tuple(p): int(c) for p, c in zip(LATENTS.round(decimals=4).tolist(), LABELS)}
     colour_of: dict[int, set] = {}
     for point, colour in zip(points.float().round(decimals=4).tolist(), colours.round(decimals=3).tolist()):
         if tuple(point) not in cluster_of:
-            fail("the points drawn are not the latents passed in")
+            fail(t("描かれた点が渡された潜在変数と一致しません", "the points drawn are not the latents passed in"))
         colour_of.setdefault(cluster_of[tuple(point)], set()).add(tuple(colour))
     distinct = {c for shades in colour_of.values() for c in shades}
-    expect(len(distinct) >= K, f"{K} clusters are drawn in {len(distinct)} colour(s): colour the points by cluster "
-                               "(one ax.scatter per cluster, or c=cluster_labels with a colormap such as tab10)")
+    expect(len(distinct) >= K, t("{k} 個のクラスタが {colours} 色で描かれています。点をクラスタごとに色分けしてください"
+                                 "（クラスタごとに ax.scatter を呼ぶか、c=cluster_labels と tab10 などのカラーマップを"
+                                 "使います）",
+                                 "{k} clusters are drawn in {colours} colour(s): colour the points by cluster "
+                                 "(one ax.scatter per cluster, or c=cluster_labels with a colormap such as tab10)",
+                                 k=K, colours=len(distinct)))
     shared = [k for k, shades in colour_of.items() if len(shades) > 1]
     if shared:
-        fail(f"the points of cluster {shared[0]} are drawn in several colours")
-    expect(len({next(iter(s)) for s in colour_of.values()}) == K, "two clusters share a colour")
+        fail(t("クラスタ {cluster} の点が複数の色で描かれています", "the points of cluster {cluster} are drawn in several "
+               "colours", cluster=shared[0]))
+    expect(len({next(iter(s)) for s in colour_of.values()}) == K, t("2 つのクラスタが同じ色で描かれています",
+                                                                    "two clusters share a colour"))
 
 
 def _cell_id(cell: dict) -> str:
@@ -73,14 +96,23 @@ def _cell_id(cell: dict) -> str:
 
 
 def test_notebook_shows_cluster_figures(submitted_notebook):
-    """The submitted notebook contains the k-means figures (the cells fig_kmeans_ae and fig_kmeans_vae were run)."""
-    expect(submitted_notebook is not None, "the submission is not a readable notebook")
+    """The submitted notebook contains the k-means figures (the cells fig_kmeans_ae and fig_kmeans_vae were run).
+
+    ja: 提出されたノートブックに k-means の図がある（セル fig_kmeans_ae と fig_kmeans_vae が実行されている）
+    """
+    expect(submitted_notebook is not None, NOT_A_NOTEBOOK)
     cells = {_cell_id(cell): cell for cell in submitted_notebook["cells"] if isinstance(cell, dict)}
     for name in FIGURE_CELLS:
-        expect(name in cells, f"the notebook has no cell {name} (was the cell deleted?)")
+        expect(name in cells, t("ノートブックにセル {name} がありません（セルを削除しませんでしたか？）",
+                                "the notebook has no cell {name} (was the cell deleted?)", name=name))
         images = figure_outputs(cells[name])
-        expect(bool(images), f"the cell {name} has no figure: run the whole notebook (Kernel → Restart & Run All) "
-                             "and save it before submitting")
-        problems = [check_png(image) for image in images]
+        expect(bool(images), t("セル {name} に図がありません。提出する前にノートブック全体を実行し"
+                               "（Kernel → Restart & Run All）、保存してください",
+                               "the cell {name} has no figure: run the whole notebook (Kernel → Restart & Run All) "
+                               "and save it before submitting", name=name))
+        problems = [png_problem(image) for image in images]
         expect(any(problem is None for problem in problems),
-               f"the figure in cell {name} is not a real plot ({problems[0]}): run the cell and save the notebook")
+               t("セル {name} の図は実際のプロットではありません（{problem}）。セルを実行してからノートブックを保存して"
+                 "ください",
+                 "the figure in cell {name} is not a real plot ({problem}): run the cell and save the notebook",
+                 name=name, problem=problems[0]))

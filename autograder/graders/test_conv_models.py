@@ -13,6 +13,7 @@ import torch
 
 from autograder import config
 from autograder.graders.trained import check_score
+from autograder.i18n import t
 from autograder.oracle import Attempt, close, expect, items, tensor
 
 SIZES = ((1, 28), (3, 32))
@@ -53,80 +54,143 @@ def image_and_latent(name: str, run: dict, x: torch.Tensor) -> tuple[torch.Tenso
     parts = items({"info": run["info"], "value": run["outputs"]}, f"{name}.forward", len(labels), ", ".join(labels))
     shape = tuple(x.shape)
     if name == "ConvAutoEncoder":
-        latents = [tensor(parts[0], f"encoded for input {shape}", shape=(BATCH, 2))]
-        image = tensor(parts[1], f"decoded for input {shape}", shape=shape)
+        latents = [tensor(parts[0], _for_input("encoded", shape), shape=(BATCH, 2))]
+        image = tensor(parts[1], _for_input("decoded", shape), shape=shape)
     else:
-        image = tensor(parts[0], f"reconstructed for input {shape}", shape=shape)
-        latents = [tensor(p, f"{label} for input {shape}", shape=(BATCH, 2)) for p, label in zip(parts[1:], labels[1:])]
+        image = tensor(parts[0], _for_input("reconstructed", shape), shape=shape)
+        latents = [tensor(p, _for_input(label, shape), shape=(BATCH, 2)) for p, label in zip(parts[1:], labels[1:])]
     return image, latents
+
+
+def _for_input(output: str, shape: tuple[int, ...]):
+    return t("入力 {shape} に対する {output}", "{output} for input {shape}", output=output, shape=shape)
 
 
 @parametrize
 def test_encoder_has_conv2d(student, name, attempts):
-    """The model has self.encoder and self.decoder, and the encoder contains nn.Conv2d."""
+    """The model has self.encoder and self.decoder, and the encoder contains nn.Conv2d.
+
+    ja: モデルが self.encoder と self.decoder をもち、エンコーダに nn.Conv2d が含まれている
+    """
     for report in inspect(student, name, attempts):
-        expect(report["encoder_layers"] is not None, f"{name} needs an nn.Module attribute self.encoder")
-        expect(report["decoder_layers"] is not None, f"{name} needs an nn.Module attribute self.decoder")
-        expect("Conv2d" in report["encoder_layers"], f"{name}.encoder has no nn.Conv2d layer: the encoder must be "
-                                                     "convolutional")
+        for part in ("encoder", "decoder"):
+            expect(report[f"{part}_layers"] is not None, t("{name} には nn.Module の属性 self.{part} が必要です",
+                                                           "{name} needs an nn.Module attribute self.{part}",
+                                                           name=name, part=part))
+        expect("Conv2d" in report["encoder_layers"], t("{name}.encoder に nn.Conv2d の層がありません。エンコーダは"
+                                                       "畳み込み層で作る必要があります",
+                                                       "{name}.encoder has no nn.Conv2d layer: the encoder must be "
+                                                       "convolutional", name=name))
         if name == "ConvVAE":
-            expect({"fc_mu", "fc_logvar"} <= set(report["children"]), "ConvVAE needs self.fc_mu and self.fc_logvar")
+            expect({"fc_mu", "fc_logvar"} <= set(report["children"]), t("ConvVAE には self.fc_mu と self.fc_logvar が"
+                                                                        "必要です",
+                                                                        "ConvVAE needs self.fc_mu and self.fc_logvar"))
 
 
 @parametrize
 def test_shapes_for_mnist_and_cifar(student, name, attempts):
-    """Outputs have the right shapes for (1, 28, 28) and (3, 32, 32) inputs."""
+    """Outputs have the right shapes for (1, 28, 28) and (3, 32, 32) inputs.
+
+    ja: (1, 28, 28) と (3, 32, 32) の入力に対して、出力が正しい形状になる
+    """
     for report in inspect(student, name, attempts):
         image_and_latent(name, report["runs"][0], report["x"])
 
 
 @parametrize
 def test_outputs_in_unit_interval(student, name, attempts):
-    """The reconstructed images lie in [0, 1] (the decoder ends with a Sigmoid)."""
+    """The reconstructed images lie in [0, 1] (the decoder ends with a Sigmoid).
+
+    ja: 再構成画像の値が [0, 1] の範囲にある（デコーダの最後が Sigmoid）
+    """
     for report in inspect(student, name, attempts):
         image, _ = image_and_latent(name, report["runs"][0], report["x"])
         low, high = image.min().item(), image.max().item()
-        expect(low >= 0 and high <= 1, f"the output images span [{low:.3g}, {high:.3g}], not [0, 1]: end the decoder "
-                                       "with nn.Sigmoid()")
+        expect(low >= 0 and high <= 1, t("出力画像の値の範囲が [0, 1] ではなく [{low:.3g}, {high:.3g}] です。デコーダの"
+                                         "最後に nn.Sigmoid() を置いてください",
+                                         "the output images span [{low:.3g}, {high:.3g}], not [0, 1]: end the decoder "
+                                         "with nn.Sigmoid()", low=low, high=high))
 
 
 @parametrize
 def test_reconstruction_goes_through_latent(student, name, attempts):
-    """The image comes out of self.decoder, fed a (B, 2) latent; the decoder alone maps latents to images."""
+    """The image comes out of self.decoder, fed a (B, 2) latent; the decoder alone maps latents to images.
+
+    ja: 画像は (B, 2) の潜在変数を入力された self.decoder から出力され、デコーダだけで潜在変数を画像に写せる
+    """
     for report in inspect(student, name, attempts):
         run, x = report["runs"][0], report["x"]
         image, latents = image_and_latent(name, run, x)
-        expect(run["decoder_input"] is not None, f"forward never calls self.decoder for input {tuple(x.shape)}")
+        expect(run["decoder_input"] is not None, t("入力 {shape} に対して forward が self.decoder を呼び出していません",
+                                                   "forward never calls self.decoder for input {shape}",
+                                                   shape=tuple(x.shape)))
         expect(isinstance(run["decoder_input"], torch.Tensor) and tuple(run["decoder_input"].shape) == (BATCH, 2),
-               "self.decoder is not fed the 2-D latent (expected a (B, 2) tensor)")
+               t("self.decoder に 2 次元の潜在変数が渡されていません（形状 (B, 2) のテンソルが必要です）",
+                 "self.decoder is not fed the 2-D latent (expected a (B, 2) tensor)"))
         output = run["decoder_output"]
         expect(isinstance(output, torch.Tensor) and output.numel() == image.numel()
                and close(output.reshape(image.shape), image, 1e-5, 1e-6),
-               "the returned image is not the decoder's output: the reconstruction must go through the latent "
-               "(no path from x around the bottleneck)")
+               t("返された画像がデコーダの出力ではありません。再構成は潜在変数を通る必要があります（x からボトルネックを"
+                 "迂回する経路は使えません）",
+                 "the returned image is not the decoder's output: the reconstruction must go through the latent "
+                 "(no path from x around the bottleneck)"))
         if name == "ConvAutoEncoder":
-            expect(close(run["decoder_input"], latents[0], 1e-5, 1e-6), "the decoder is not fed `encoded`")
+            expect(close(run["decoder_input"], latents[0], 1e-5, 1e-6), t("デコーダに `encoded` が渡されていません",
+                                                                          "the decoder is not fed `encoded`"))
         prior = {"info": run.get("decoded_prior_info", {"type": "NoneType"}), "value": run.get("decoded_prior")}
-        decoded = tensor(prior, f"{name}.decoder(z) for z of shape ({BATCH}, 2)", shape=tuple(x.shape))
-        expect(bool((decoded >= 0).all() and (decoded <= 1).all()), f"{name}.decoder(z) is not in [0, 1]")
+        decoded = tensor(prior, t("形状 ({batch}, 2) の z に対する {name}.decoder(z)",
+                                  "{name}.decoder(z) for z of shape ({batch}, 2)", name=name, batch=BATCH),
+                         shape=tuple(x.shape))
+        expect(bool((decoded >= 0).all() and (decoded <= 1).all()), t("{name}.decoder(z) の値が [0, 1] の範囲にありません",
+                                                                      "{name}.decoder(z) is not in [0, 1]", name=name))
 
 
 @pytest.mark.question("conv_vae")
 def test_conv_vae_samples_its_latent(student, attempts):
-    """ConvVAE.forward samples z while training: two passes under two random states give two reconstructions."""
+    """ConvVAE.forward samples z while training: two passes under two random states give two reconstructions.
+
+    ja: 学習モードの ConvVAE.forward は z をサンプリングする: 乱数の状態を変えた 2 回の forward で再構成が異なる
+    """
     for report in inspect(student, "ConvVAE", attempts):
         run, x = report["runs"][0], report["x"]
         image_and_latent("ConvVAE", run, x)
         first, second = run.get("resampled") or (None, None)
         expect(isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape,
-               "ConvVAE.forward in training mode did not return a reconstructed image first")
+               t("学習モードの ConvVAE.forward が、最初の戻り値として再構成画像を返しませんでした",
+                 "ConvVAE.forward in training mode did not return a reconstructed image first"))
         expect(not close(first, second, 1e-6, 1e-7),
-               "in training mode two forward passes give the same reconstruction: forward must sample "
-               "z = reparameterize(mu, logvar) (decoding mu is for evaluation only)")
+               t("学習モードで 2 回 forward を実行すると同じ再構成になります。forward では "
+                 "z = reparameterize(mu, logvar) をサンプリングする必要があります（mu をそのままデコードするのは評価時"
+                 "だけです）",
+                 "in training mode two forward passes give the same reconstruction: forward must sample "
+                 "z = reparameterize(mu, logvar) (decoding mu is for evaluation only)"))
 
 
 @parametrize
-def test_trains_to_calibrated_score(training_plan, name, calibration):
-    """Trained by the grader's loop on MNIST, images decoded from held-out latents score within the calibrated limit."""
+def test_gradients_reach_every_part(student, name):
+    """One step of the training loss sends a gradient to the encoder, the decoder (and fc_mu, fc_logvar).
+
+    ja: 学習の損失 1 ステップ分の勾配が、エンコーダ・デコーダ（と fc_mu, fc_logvar）のすべてのパラメータに届く
+    """
     question = MODELS[name]["question"]
-    check_score(training_plan.result(question), question, calibration)
+    x = torch.rand(BATCH, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    grads = student.request("parameter_gradients", name=name, kind="ae" if name == "ConvAutoEncoder" else "vae",
+                            kwargs={"in_channels": 1, "image_size": 28}, x=x, trusted=config.trusted(question))
+    parts = ("encoder.", "decoder.") + (("fc_mu.", "fc_logvar.") if name == "ConvVAE" else ())
+    missing = [key for key, value in grads.items() if key.startswith(parts) and not value]
+    expect(not missing, t("学習の損失から {names} に勾配が届きません（{count} 個のパラメータ）。.detach()、torch.no_grad()、"
+                          ".data などで計算グラフが切れているため、これらは学習されません",
+                          "no gradient reaches {names} from the training loss ({count} parameters): a .detach(), "
+                          "torch.no_grad() or .data cuts them off the graph, so they never learn",
+                          names=", ".join(sorted(missing)[:4]) + (", …" if len(missing) > 4 else ""),
+                          count=len(missing)))
+
+
+@parametrize
+def test_trains_to_calibrated_score(training_plan, name, calibration, pictures):
+    """Trained by the grader's loop on MNIST, images decoded from held-out latents score within the calibrated limit.
+
+    ja: 採点側の学習ループで MNIST を学習し、評価用データの潜在変数からデコードした画像の評価値が較正済みの基準値以内に入る
+    """
+    question = MODELS[name]["question"]
+    check_score(training_plan.result(question), question, calibration, pictures)

@@ -7,6 +7,7 @@ an empty template breaks no policy.
 """
 import pytest
 
+from autograder.i18n import join, t
 from autograder.oracle import expect
 from autograder.policy import policies
 
@@ -17,7 +18,11 @@ POLICIES = policies()
     pytest.param(p, marks=pytest.mark.question(p.question, voids=True, weight=0), id=p.question) for p in POLICIES
 ])
 def test_written_without_forbidden_libraries(policy, submitted_notebook):
-    """Written by the student: no ready-made implementation from a forbidden package (this voids the question)."""
-    expect(submitted_notebook is not None, "the submission is not a readable notebook")
+    """Written by the student: no ready-made implementation from a forbidden package (this voids the question).
+
+    ja: 学生自身の実装である: 禁止されたパッケージの既成の実装を使っていない（使っていると設問全体が 0 点）
+    """
+    expect(submitted_notebook is not None, t("提出物が読み込めるノートブックではありません",
+                                             "the submission is not a readable notebook"))
     findings = policy.check(submitted_notebook)
-    expect(not findings, "; ".join(findings[:3]))
+    expect(not findings, join(findings[:3]))

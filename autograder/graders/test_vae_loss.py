@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from autograder.i18n import Message, t
 from autograder.oracle import compare, expect, tensor
 
 pytestmark = pytest.mark.question("vae_loss")
@@ -45,93 +46,148 @@ def loss_of(student, recon, x, mu, logvar) -> dict:
     return student.request("call", name="vae_loss", args=[recon, x, mu, logvar])
 
 
-def ratio_message(part: str, expected: torch.Tensor):
+KL_PART = t("KL 項", "KL term")
+BCE_PART = t("BCE 項", "BCE term")
+PIXEL = t("ピクセル", "pixel")
+LATENT_DIMENSION = t("潜在変数の次元", "latent dimension")
+
+
+def ratio_message(part: Message, summed_over: Message, expected: torch.Tensor):
     """What was measured, when no known mistake explains it: the part's value as a multiple of the expected."""
-    def message(value: torch.Tensor) -> str:
+    def message(value: torch.Tensor) -> Message:
         ratio = value.item() / expected.item() if expected.item() else float("inf")
-        return (f"the {part} is {ratio:.4g}× the expected value ({value.item():.6g} instead of {expected.item():.6g}); "
-                f"it must be summed over every {'pixel' if part.startswith('BCE') else 'latent dimension'} "
-                "and every image of the batch")
+        return t("{part}が期待値の {ratio:.4g} 倍です（{expected:.6g} であるべきところが {value:.6g}）。すべての"
+                 "{summed_over}とバッチ内のすべての画像について和をとる必要があります",
+                 "the {part} is {ratio:.4g}× the expected value ({value:.6g} instead of {expected:.6g}); "
+                 "it must be summed over every {summed_over} and every image of the batch",
+                 part=part, ratio=ratio, value=value.item(), expected=expected.item(), summed_over=summed_over)
     return message
 
 
 KL_MISTAKES = [  # (the KL part a mistake gives, its name), as functions of μ and logvar
-    (lambda m, v: -kl(m, v), "the KL term has the wrong sign: KL = −0.5·Σ(1 + logvar − μ² − exp(logvar)) ≥ 0"),
-    (lambda m, v: 2 * kl(m, v), "the KL term lacks the factor 0.5"),
-    (lambda m, v: kl(m, v) / BATCH, "the KL term is averaged over the batch; it must be summed"),
-    (lambda m, v: kl(m, v) / m.numel(), "the KL term is averaged (mean over all elements); it must be summed"),
-    (lambda m, v: -0.5 * torch.sum(1 + v - m.pow(2) - v), "exp(logvar) is written as logvar in the KL term"),
-    (lambda m, v: -0.5 * torch.sum(1 + v - m - v.exp()), "μ is not squared in the KL term"),
+    (lambda m, v: -kl(m, v), t("KL 項の符号が逆です。KL = −0.5·Σ(1 + logvar − μ² − exp(logvar)) ≥ 0 です",
+                               "the KL term has the wrong sign: KL = −0.5·Σ(1 + logvar − μ² − exp(logvar)) ≥ 0")),
+    (lambda m, v: 2 * kl(m, v), t("KL 項に係数 0.5 が抜けています", "the KL term lacks the factor 0.5")),
+    (lambda m, v: kl(m, v) / BATCH, t("KL 項がバッチについて平均されています。和をとる必要があります",
+                                      "the KL term is averaged over the batch; it must be summed")),
+    (lambda m, v: kl(m, v) / m.numel(), t("KL 項が（全要素について）平均されています。和をとる必要があります",
+                                          "the KL term is averaged (mean over all elements); it must be summed")),
+    (lambda m, v: -0.5 * torch.sum(1 + v - m.pow(2) - v), t("KL 項で exp(logvar) が logvar と書かれています",
+                                                            "exp(logvar) is written as logvar in the KL term")),
+    (lambda m, v: -0.5 * torch.sum(1 + v - m - v.exp()), t("KL 項で μ が 2 乗されていません",
+                                                           "μ is not squared in the KL term")),
     (lambda m, v: -0.5 * torch.sum(1 + v - m.pow(2) - (0.5 * v).exp()),
-     "the KL term uses exp(0.5·logvar) (σ) where it needs exp(logvar) (σ²)"),
-    (lambda m, v: -0.5 * torch.sum(v - m.pow(2) - v.exp()), "the KL term lacks the 1 inside the sum"),
+     t("KL 項で exp(logvar)（σ²）を使うべきところに exp(0.5·logvar)（σ）が使われています",
+       "the KL term uses exp(0.5·logvar) (σ) where it needs exp(logvar) (σ²)")),
+    (lambda m, v: -0.5 * torch.sum(v - m.pow(2) - v.exp()), t("KL 項で和の中の 1 が抜けています",
+                                                              "the KL term lacks the 1 inside the sum")),
 ]
+KL_MISSING = t("KL 項が抜けています。損失は BCE + KL です", "the KL term is missing: the loss must be BCE + KL")
+BCE_MISSING = t("再構成（BCE）項が抜けています。損失は BCE + KL です",
+                "the reconstruction (BCE) term is missing: the loss must be BCE + KL")
+BCE_MEAN = t("BCE が reduction='mean' になっています。reduction='sum' を使ってください",
+             "the BCE uses reduction='mean'; use reduction='sum'")
+MSE_USED = t("再構成誤差に MSE が使われています。VAE の損失では BCE（和）を使います",
+             "MSE is used for reconstruction; the VAE loss uses BCE (sum)")
+BCE_SWAPPED = t("binary_cross_entropy の引数の順序が逆です。(reconstructed, x) の順に渡してください",
+                "binary_cross_entropy's arguments are swapped: (reconstructed, x)")
 
 
 def test_returns_a_scalar_tensor(student):
-    """vae_loss returns a 0-dimensional tensor (the sum over the batch) that gradients flow through."""
+    """vae_loss returns a 0-dimensional tensor (the sum over the batch) that gradients flow through.
+
+    ja: vae_loss は勾配が流れる 0 次元テンソル（バッチについての和）を返す
+    """
     result = student.request("gradients", name="vae_loss", args=[RECON, X, MU, LOGVAR], weight=torch.ones(()),
                              differentiate=[True, False, True, True])
     info = result["info"]
-    expect(info.get("type") == "Tensor", f"vae_loss must return a torch.Tensor, not {info.get('type')}")
-    expect(info["shape"] == [], f"vae_loss must return a scalar (0-dim) tensor, not shape {tuple(info['shape'])}: "
-                                "sum over the batch (reduction='sum')")
-    expect(result["attached"], "the loss is cut off from the graph (.item(), .detach(), numpy or torch.tensor(...)):"
-                               " training could not back-propagate through it")
+    expect(info.get("type") == "Tensor", t("vae_loss は torch.Tensor を返す必要がありますが、{type} を返しました",
+                                           "vae_loss must return a torch.Tensor, not {type}", type=info.get("type")))
+    expect(info["shape"] == [], t("vae_loss はスカラー（0 次元）のテンソルを返す必要がありますが、形状が {shape} です。"
+                                  "バッチについて和をとってください（reduction='sum'）",
+                                  "vae_loss must return a scalar (0-dim) tensor, not shape {shape}: "
+                                  "sum over the batch (reduction='sum')", shape=tuple(info["shape"])))
+    expect(result["attached"], t("損失が計算グラフから切り離されています（.item()、.detach()、numpy、torch.tensor(...) "
+                                 "など）。これでは学習で誤差逆伝播ができません",
+                                 "the loss is cut off from the graph (.item(), .detach(), numpy or torch.tensor(...)):"
+                                 " training could not back-propagate through it"))
     grad_recon, _, grad_mu, grad_logvar = result["grads"]
     for grad, name in ((grad_recon, "reconstructed"), (grad_mu, "mu"), (grad_logvar, "logvar")):
-        expect(grad is not None and bool(grad.abs().sum() > 0), f"no gradient reaches {name} through the loss")
+        expect(grad is not None and bool(grad.abs().sum() > 0), t("損失から {name} に勾配が届きません",
+                                                                  "no gradient reaches {name} through the loss",
+                                                                  name=name))
 
 
 def test_matches_reference_on_fixed_inputs(student, reference):
-    """Equal to the reference BCE(sum) + KL(sum) on fixed inputs, with image- and flat-shaped x."""
+    """Equal to the reference BCE(sum) + KL(sum) on fixed inputs, with image- and flat-shaped x.
+
+    ja: 固定した入力で模範解答の BCE(sum) + KL(sum) と一致する（画像の形状の x でも平坦な x でも）
+    """
     expected = reference["vae_loss"](RECON, X, MU_KL, LOGVAR_KL)
     b, k = bce(RECON, X), kl(MU_KL, LOGVAR_KL)
     diagnoses = [(b + wrong(MU_KL, LOGVAR_KL), message) for wrong, message in KL_MISTAKES] + [
-        (b, "the KL term is missing: the loss must be BCE + KL"),
-        (k, "the reconstruction (BCE) term is missing: the loss must be BCE + KL"),
-        (bce(RECON, X, "mean") + k, "the BCE uses reduction='mean'; use reduction='sum'"),
-        ((b + k) / BATCH, "the loss is divided by the batch size; return the sum over the batch"),
-        (F.mse_loss(RECON, X, reduction="sum") + k, "MSE is used for reconstruction; the VAE loss uses BCE (sum)"),
-        (bce(X, RECON) + k, "binary_cross_entropy's arguments are swapped: (reconstructed, x)"),
+        (b, KL_MISSING),
+        (k, BCE_MISSING),
+        (bce(RECON, X, "mean") + k, BCE_MEAN),
+        ((b + k) / BATCH, t("損失がバッチサイズで割られています。バッチについての和を返してください",
+                            "the loss is divided by the batch size; return the sum over the batch")),
+        (F.mse_loss(RECON, X, reduction="sum") + k, MSE_USED),
+        (bce(X, RECON) + k, BCE_SWAPPED),
     ]
     compare(loss_of(student, RECON, X, MU_KL, LOGVAR_KL), expected, "vae_loss", rtol=RTOL, atol=ATOL,
             diagnoses=diagnoses)
     flat = loss_of(student, RECON.flatten(1), X, MU_KL, LOGVAR_KL)
-    compare(flat, expected, "vae_loss with reconstructed of shape (B, 784) and x of shape (B, 1, 28, 28)",
+    compare(flat, expected, t("reconstructed の形状が (B, 784)、x の形状が (B, 1, 28, 28) のときの vae_loss",
+                              "vae_loss with reconstructed of shape (B, 784) and x of shape (B, 1, 28, 28)"),
             rtol=RTOL, atol=ATOL)
 
 
 def test_kl_term_alone(student, reference):
-    """With a perfect reconstruction (BCE = 0) the loss is exactly the KL term."""
+    """With a perfect reconstruction (BCE = 0) the loss is exactly the KL term.
+
+    ja: 再構成が完全なとき（BCE = 0）、損失は KL 項そのものになる
+    """
     expected = reference["vae_loss"](X_BINARY, X_BINARY, MU_KL, LOGVAR_KL)
     diagnoses = [(wrong(MU_KL, LOGVAR_KL), message) for wrong, message in KL_MISTAKES] + [
-        (torch.zeros(()), "the KL term is missing (the loss is 0 for a perfect reconstruction)")]
-    compare(loss_of(student, X_BINARY, X_BINARY, MU_KL, LOGVAR_KL), expected, "the KL term", rtol=RTOL, atol=ATOL,
-            diagnoses=diagnoses, measured=ratio_message("KL term", expected))
+        (torch.zeros(()), t("KL 項が抜けています（再構成が完全なとき損失が 0 になっています）",
+                            "the KL term is missing (the loss is 0 for a perfect reconstruction)"))]
+    compare(loss_of(student, X_BINARY, X_BINARY, MU_KL, LOGVAR_KL), expected, t("KL 項", "the KL term"), rtol=RTOL,
+            atol=ATOL, diagnoses=diagnoses, measured=ratio_message(KL_PART, LATENT_DIMENSION, expected))
 
 
 def test_bce_term_alone(student, reference):
-    """With μ = 0 and logvar = 0 (KL = 0) the loss is exactly the BCE summed over all pixels."""
+    """With μ = 0 and logvar = 0 (KL = 0) the loss is exactly the BCE summed over all pixels.
+
+    ja: μ = 0、logvar = 0（KL = 0）のとき、損失は全ピクセルについて和をとった BCE そのものになる
+    """
     expected = reference["vae_loss"](RECON, X, ZEROS, ZEROS)
-    compare(loss_of(student, RECON, X, ZEROS, ZEROS), expected, "the BCE term", rtol=RTOL, atol=ATOL, diagnoses=[
-        (bce(RECON, X, "mean"), "the BCE uses reduction='mean'; use reduction='sum'"),
-        (bce(RECON, X) / BATCH, "the BCE is divided by the batch size; return the sum"),
-        (F.binary_cross_entropy(X, RECON), "binary_cross_entropy's arguments are swapped: (reconstructed, x)"),
-        (F.binary_cross_entropy(X, RECON, reduction="sum"), "binary_cross_entropy's arguments are swapped: "
-                                                            "(reconstructed, x)"),
-        (F.mse_loss(RECON, X, reduction="sum"), "MSE is used for reconstruction; the VAE loss uses BCE (sum)"),
-        (torch.zeros(()), "the reconstruction (BCE) term is missing: the loss must be BCE + KL"),
-    ], measured=ratio_message("BCE term", expected))
+    diagnoses = [
+        (bce(RECON, X, "mean"), BCE_MEAN),
+        (bce(RECON, X) / BATCH, t("BCE がバッチサイズで割られています。和を返してください",
+                                  "the BCE is divided by the batch size; return the sum")),
+        (F.binary_cross_entropy(X, RECON), BCE_SWAPPED),
+        (F.binary_cross_entropy(X, RECON, reduction="sum"), BCE_SWAPPED),
+        (F.mse_loss(RECON, X, reduction="sum"), MSE_USED),
+        (torch.zeros(()), BCE_MISSING),
+    ]
+    compare(loss_of(student, RECON, X, ZEROS, ZEROS), expected, t("BCE 項", "the BCE term"), rtol=RTOL, atol=ATOL,
+            diagnoses=diagnoses, measured=ratio_message(BCE_PART, PIXEL, expected))
 
 
 def test_sign_and_minimum(student):
-    """KL(0, 0) = 0, and the loss grows when μ moves away from 0 (the loss is minimised, not maximised)."""
+    """KL(0, 0) = 0, and the loss grows when μ moves away from 0 (the loss is minimised, not maximised).
+
+    ja: KL(0, 0) = 0 であり、μ が 0 から離れると損失が増える（損失は最大化ではなく最小化される）
+    """
     at_zero = tensor(loss_of(student, X_BINARY, X_BINARY, ZEROS, ZEROS), "vae_loss", shape=())
-    expect(abs(at_zero.item()) <= ATOL, f"for a perfect reconstruction with μ = 0 and logvar = 0 the loss must be 0 "
-                                        f"(KL(0, 0) = 0), it is {at_zero.item():.4g}")
+    expect(abs(at_zero.item()) <= ATOL, t("再構成が完全で μ = 0、logvar = 0 のとき、損失は 0 になるはずです"
+                                          "（KL(0, 0) = 0）が、{value:.4g} になっています",
+                                          "for a perfect reconstruction with μ = 0 and logvar = 0 the loss must be 0 "
+                                          "(KL(0, 0) = 0), it is {value:.4g}", value=at_zero.item()))
     moved = tensor(loss_of(student, X_BINARY, X_BINARY, torch.ones(BATCH, 2), ZEROS), "vae_loss", shape=())
     # KL(μ = 1, logvar = 0) = ½·Σμ² = 16 here: far above the tolerance
     expect(moved.item() > at_zero.item() + ATOL,
-           f"the loss must grow when μ moves away from 0 (it went from {at_zero.item():.4g} to {moved.item():.4g}): "
-           "check the sign of the KL term")
+           t("μ が 0 から離れると損失は大きくなるはずです（{before:.4g} から {after:.4g} に変化しました）。KL 項の"
+             "符号を確認してください",
+             "the loss must grow when μ moves away from 0 (it went from {before:.4g} to {after:.4g}): "
+             "check the sign of the KL term", before=at_zero.item(), after=moved.item()))

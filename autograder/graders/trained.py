@@ -8,7 +8,9 @@ calibrated limit.
 from __future__ import annotations
 
 from autograder import config
-from autograder.bottleneck import TrainedModel, held_out_images
+from autograder.bottleneck import TrainedModel, held_out
+from autograder.pictures import add_trained
+from autograder.i18n import t, verbatim
 from autograder.oracle import expect
 from autograder.scoring import held_out_score
 
@@ -16,24 +18,42 @@ PLAUSIBLE_FRACTION = 0.5  # a score below half the best reference run is not bel
 CONSTANT_FRACTION = 0.05  # decoded images that vary less than this share of the targets' spread ignore z
 
 
-def check_score(trained: TrainedModel, question: str, calibration: dict) -> None:
-    """Fail unless the held-out score of the images decoded from the model's latents is within the limit."""
+def check_score(trained: TrainedModel, question: str, calibration: dict, pictures: list[dict] | None = None) -> None:
+    """Fail unless the held-out score of the images decoded from the model's latents is within the limit.
+
+    ``pictures``: where to add this model's pictures for the feedback page (drawn first, pass or fail).
+    """
     budget = config.budgets()[question]
-    x_eval = held_out_images(budget["dataset"], budget["n_eval"])
+    x_eval, labels = held_out(budget["dataset"], budget["n_eval"])
+    if pictures is not None:
+        add_trained(pictures, question, budget["model"], x_eval, labels, trained)
     spread, target_spread = trained.images.double().std(dim=0).mean().item(), x_eval.double().std(dim=0).mean().item()
     expect(spread >= CONSTANT_FRACTION * target_spread,
-           f"{budget['model']}.decoder ignores z: the images decoded from 2,000 different latents are almost identical "
-           f"(their pixels vary by {spread:.3g} on average; the held-out images by {target_spread:.3g}). The image "
-           "must be computed from the latent alone, not from anything forward stored")
+           t("{model}.decoder が z を無視しています。異なる 2,000 個の潜在変数からデコードした画像がほとんど同じです"
+             "（画素値のばらつきは平均 {spread:.3g}、評価用画像では {target:.3g}）。画像は潜在変数だけから計算する"
+             "必要があり、forward が保存しておいたものを使ってはいけません",
+             "{model}.decoder ignores z: the images decoded from 2,000 different latents are almost identical "
+             "(their pixels vary by {spread:.3g} on average; the held-out images by {target:.3g}). The image "
+             "must be computed from the latent alone, not from anything forward stored",
+             model=budget["model"], spread=spread, target=target_spread))
     score = held_out_score(budget["kind"], trained.images, trained.latents, x_eval, budget["model"])
     figures = calibration["questions"][question]
-    metric = "MSE" if budget["kind"] == "ae" else "loss per image"
+    metric = verbatim("MSE") if budget["kind"] == "ae" else t("1 画像あたりの損失", "loss per image")
     # A 2-D bottleneck cannot get anywhere near a perfect score.
     expect(score >= PLAUSIBLE_FRACTION * figures["min"],
-           f"the held-out {metric} ({score:.4g}) is implausibly good for a 2-D latent (the best reference run reaches "
-           f"{figures['min']:.4g}): the reconstruction does not seem to come from the latent")
+           t("評価用データでの {metric}（{score:.4g}）が、2 次元の潜在変数としてはありえないほど良い値です（模範解答の"
+             "最良の実行でも {best:.4g}）。再構成が潜在変数から作られていないようです",
+             "the held-out {metric} ({score:.4g}) is implausibly good for a 2-D latent (the best reference run reaches "
+             "{best:.4g}): the reconstruction does not seem to come from the latent",
+             metric=metric, score=score, best=figures["min"]))
     expect(score <= figures["threshold"],
-           f"after the grader's training budget ({budget['epochs']} epochs on {budget['n_train']} images) the held-out "
-           f"{metric} of the images decoded from the model's latents is {score:.4g}; the limit is "
-           f"{figures['threshold']:.4g} (the reference solution reaches {figures['mean']:.4g} ± {figures['std']:.2g} "
-           f"over {len(figures['values'])} seeds; predicting the mean image gives {figures['baseline']:.4g})")
+           t("採点側の学習（{n_train} 枚の画像で {epochs} エポック）の後、モデルの潜在変数からデコードした画像の評価用"
+             "データでの {metric} は {score:.4g} で、基準値 {limit:.4g} を超えています（模範解答は {seeds} 個のシードで "
+             "{mean:.4g} ± {std:.2g}、平均画像を出力するだけなら {baseline:.4g}）",
+             "after the grader's training budget ({epochs} epochs on {n_train} images) the held-out "
+             "{metric} of the images decoded from the model's latents is {score:.4g}; the limit is "
+             "{limit:.4g} (the reference solution reaches {mean:.4g} ± {std:.2g} "
+             "over {seeds} seeds; predicting the mean image gives {baseline:.4g})",
+             epochs=budget["epochs"], n_train=budget["n_train"], metric=metric, score=score,
+             limit=figures["threshold"], mean=figures["mean"], std=figures["std"], seeds=len(figures["values"]),
+             baseline=figures["baseline"]))
