@@ -56,8 +56,8 @@ def _as_images(batch: torch.Tensor) -> torch.Tensor:
 
 def image_rows(rows: list[tuple[str, torch.Tensor]], n: int = 8) -> str:
     """Rows of ``n`` images each, labelled on the left (e.g. the held-out digits, then their reconstructions)."""
-    figure = _figure(n * 0.9 + 1.4, len(rows) * 0.95)
-    grid = figure.add_gridspec(len(rows), n, left=1.3 / (n * 0.9 + 1.4), right=0.99, top=0.98, bottom=0.02,
+    figure = _figure(n * 0.9 + 1.6, len(rows) * 0.95)
+    grid = figure.add_gridspec(len(rows), n, left=1.5 / (n * 0.9 + 1.6), right=0.99, top=0.98, bottom=0.02,
                                wspace=0.05, hspace=0.08)
     for r, (label, images) in enumerate(rows):
         images = _as_images(images)

@@ -91,6 +91,22 @@ def test_one_colour_per_cluster(student):
                                                                     "two clusters share a colour"))
 
 
+def test_colours_have_a_key(student):
+    """The colours have a key: a legend with a labelled entry per cluster, or a colorbar.
+
+    ja: 色の凡例がある: クラスタごとにラベルのついた項目をもつ凡例、またはカラーバー
+    """
+    report = scatter(student)
+    entries = report.get("legend_entries", 0)
+    expect(entries >= K or report.get("colorbar"),
+           t("色がどのクラスタを表すかを示す凡例がありません（{k} 個のクラスタに対して、ラベルのついた凡例の項目が {entries} "
+             "個）。ノートブックの指示どおり、ax.scatter(..., label=f\"cluster {{k}}\") で各クラスタにラベルを付けて "
+             "ax.legend() を呼ぶか、カラーバーを付けてください",
+             "nothing tells which colour is which cluster ({entries} labelled legend entries for {k} clusters): as the "
+             "notebook asks, label each cluster (ax.scatter(..., label=f\"cluster {{k}}\")) and call ax.legend(), "
+             "or add a colorbar", k=K, entries=entries))
+
+
 def _cell_id(cell: dict) -> str:
     return str(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id") or "")
 

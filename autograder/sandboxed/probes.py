@@ -155,12 +155,15 @@ def figure(namespace: dict, name: str, args: list, kwargs: dict | None = None) -
                     "offsets": torch.as_tensor(np.asarray(collection.get_offsets(), dtype=np.float64)),
                     "facecolors": torch.as_tensor(np.asarray(collection.get_facecolors(), dtype=np.float64)),
                 })
-    legend = any(ax.get_legend() is not None for ax in result.axes) or bool(result.legends)
+    legends = [ax.get_legend() for ax in result.axes if ax.get_legend() is not None] + list(result.legends)
+    legend = bool(legends)
+    legend_entries = sum(1 for box in legends for text in box.get_texts() if text.get_text().strip())
+    colorbar = any(getattr(ax, "_colorbar", None) is not None for ax in result.axes)
     titles = [ax.get_title(loc) for ax in result.axes for loc in ("center", "left", "right")]
     titles.append(result._suptitle.get_text() if result._suptitle is not None else "")
     plt.close("all")
     return {"is_figure": True, "type": type(result).__name__, "scatters": scatters, "legend": legend,
-            "titles": [title for title in titles if title]}
+            "legend_entries": legend_entries, "colorbar": colorbar, "titles": [title for title in titles if title]}
 
 
 def _build(namespace: dict, name: str, kwargs: dict, seed: int) -> nn.Module:
