@@ -385,8 +385,9 @@ CLASSES = {
     "patched_loop": ({"patcher": PATCHED_LOOP}, "conv_vae and trains", []),
     "concurrent": ({"reference": None, "fork_bomb": FORK_BOMB, "memory_hog": MEMORY_HOG, "dev_fill": DEV_FILL},
                    "reparameterize", ["--jobs", "4", "--memory-gb", str(MEMORY_GB)]),
+    # --lang en: one rendering of each message (the default, both, shows the same student text once per language)
     "side_channels": ({"leaky": LEAKY, "wrapper": WRAPPER_KMEANS}, "reparameterize or kmeans or notebook_shows",
-                      ["--jobs", "2"]),
+                      ["--jobs", "2", "--lang", "en"]),
 }
 
 

@@ -117,7 +117,7 @@ def test_a_bug_costs_once(graded):
     reparameterize) keeps all 15 points."""
     result = graded["broken_reparameterize"]
     assert _points(result, "reparameterize") == 0
-    assert _points(result, "conv_vae") == pytest.approx(15)
+    assert _points(result, "conv_vae") == pytest.approx(15, abs=0.01)  # results.json rounds each share to 4 places
 
 
 def test_kmeans_without_its_update_step_is_named(graded):
