@@ -55,8 +55,9 @@ def grade_command(args: argparse.Namespace) -> int:
     if args.sandbox == "none":
         print("warning: --sandbox none runs student code unconfined; use it only for trusted notebooks",
               file=sys.stderr)
-    if config.calibration_warning(device):
-        print(f"warning: {config.calibration_warning(device)}", file=sys.stderr)
+    warning = config.calibration_warning(device)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     jobs = args.jobs or (args.per_gpu * torch.cuda.device_count() if device == "cuda" else max(1, os.cpu_count() or 1))
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)

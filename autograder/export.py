@@ -31,14 +31,13 @@ import argparse
 import csv
 import io
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder import config
+from autograder.gradesheet import write_atomic
 
 FORMATS = ("canvas", "moodle")
 DEFAULT_ASSIGNMENT = "autoencoders"
@@ -249,21 +248,12 @@ def moodle_export(roster: Path, grades: dict[str, Grade], name: str, id_column: 
     return export
 
 
-def write_atomic(path: Path, rows: list[list[str]]) -> None:
-    """Write ``rows`` as UTF-8 CSV with a BOM: a temporary file in the same folder, then ``os.replace``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as file:
-            csv.writer(file).writerows(rows)
-            file.flush()
-            os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it 0600; the export is an ordinary file
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def csv_text(rows: list[list[str]]) -> str:
+    """``rows`` as CSV text, starting with a byte-order mark (UTF-8 with BOM: Excel then shows Japanese names)."""
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -321,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                                    args.points_possible)
         else:
             export = moodle_export(args.roster, grades, args.assignment_name, args.id_column or "username")
-        write_atomic(out, export.rows)
+        write_atomic(out, csv_text(export.rows))
     except (BadInput, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """Check that a notebook's ``image/png`` outputs are real, non-blank figures.
 
 An output that merely *has* an ``image/png`` key proves nothing (``{"image/png": ""}`` has one).
-:func:`png_problem` (and :func:`check_png`) accepts a payload only when, in this order:
+:func:`png_problem` accepts a payload only when, in this order:
 
 1. it is base64 text (a string, or a list of strings that nbformat joins), at most
    :data:`MAX_BYTES` (5 MB) once decoded, whitespace and newlines ignored;
@@ -15,7 +15,7 @@ An output that merely *has* an ``image/png`` key proves nothing (``{"image/png":
 4. it is not blank: it has at least two distinct colours and no single colour covers more than
    :data:`MAX_SHARE` (99.5 %) of the pixels (fully transparent pixels count as one colour).
 
-The reasons are bilingual (:func:`png_problem`); :func:`check_png` gives the English one.
+The reasons are bilingual (:class:`autograder.i18n.Message`).
 
 A matplotlib scatter plot passes; a uniformly white or black figure fails. Note that an empty
 set of axes (frame, ticks and labels only) is not blank by this measure: whether a figure shows the
@@ -171,12 +171,6 @@ def png_problem(data: object) -> Message | None:
         return _check_not_blank(image)
     except Exception as error:  # noqa: BLE001 - e.g. an exotic mode Pillow cannot convert
         return t("画像を解析できません（{error}）", "the image cannot be analysed ({error})", error=type(error).__name__)
-
-
-def check_png(data: object) -> str | None:
-    """:func:`png_problem` in English: None for a real, non-blank PNG, else a short reason. Never raises."""
-    problem = png_problem(data)
-    return problem.en if problem is not None else None
 
 
 def figure_outputs(cell: object) -> list:

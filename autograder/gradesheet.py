@@ -34,8 +34,9 @@ def now() -> str:
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: readers see
-    the old file or the new one, never a part of one."""
+    """Write ``data`` (text as UTF-8, as it is) to ``path`` through a temporary file in the same folder and a
+    rename: readers see the old file or the new one, never a part of one. The file gets the usual mode
+    (0o666 less the umask), not mkstemp's 0o600."""
     mode = "wb" if isinstance(data, bytes) else "w"
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -43,7 +44,9 @@ def write_atomic(path: Path, data: str | bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

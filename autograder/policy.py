@@ -2,11 +2,10 @@
 
 A policy is data: the names of the notebook functions/classes whose implementation is checked
 (``functions``, e.g. ``["kmeans"]``) and dotted module prefixes they must not use (``forbid``,
-e.g. ``["sklearn.cluster", "scipy.cluster"]``). :func:`check_policy` parses every code cell with
+e.g. ``["sklearn.cluster", "scipy.cluster"]``). :func:`policy_findings` parses every code cell with
 :mod:`ast` (IPython magics stripped as in :mod:`autograder.extract`; a cell that does not parse is
-skipped, exactly as the extraction skips it) and returns human-readable findings (in English;
-:func:`policy_findings` gives them in Japanese and English, as the feedback shows them); an empty
-list means the policy holds.
+skipped, exactly as the extraction skips it) and returns human-readable findings in Japanese and
+English, as the feedback shows them; an empty list means the policy holds.
 
 What is checked
 ---------------
@@ -581,11 +580,6 @@ def _who(path: tuple[str, ...]) -> Message:
         return verbatim(path[0])
     return t("{root}（{chain} 経由）", "{root} (through {chain})", root=path[0],
              chain=" → ".join(f"`{name}`" for name in path[1:]))
-
-
-def check_policy(notebook: dict, functions: list[str], forbid: list[str]) -> list[str]:
-    """The English text of :func:`policy_findings` (one line per finding; empty when the policy holds)."""
-    return [finding.en for finding in policy_findings(notebook, functions, forbid)]
 
 
 def policy_findings(notebook: dict, functions: list[str], forbid: list[str]) -> list[Message]:

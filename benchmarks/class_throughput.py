@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     start = sandbox_start_seconds(args.device)
 
     rate = 60 * args.n / wall
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs; "
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"device {args.device}; backend {args.backend}; jobs {args.jobs or 'default'}")
     print(f"graded {args.n} submissions in {wall:.1f} s: {rate:.2f} submissions/min "
           f"(a class of 300: {300 / rate:.1f} min)")

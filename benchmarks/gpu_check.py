@@ -62,9 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         graded = step("example class on CUDA", [python, "-m", "autograder", "grade", "examples/submitted", "--out",
                                                 tmp, "--device", "cuda", "--jobs", "8"], 180, figures)
         if graded is not None and graded.returncode == 0:
+            from autograder import config
             from tools.make_examples import STUDENTS
 
-            questions = __import__("autograder.config", fromlist=["questions"]).questions()
+            questions = config.questions()
             with open(Path(tmp) / "grades.csv", encoding="utf-8") as file:
                 rows = {row["student_id"]: row for row in csv.DictReader(file)}
             wrong = [s.id for s in STUDENTS if {q for q in questions if float(rows[s.id][q] or 0)

@@ -210,7 +210,7 @@ def test_output_is_replaced_atomically(grades_dir: Path, tmp_path: Path, monkeyp
     def failing_replace(source: str, target: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(export.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)  # what the atomic write (gradesheet.write_atomic) renames with
     assert export.main([str(grades_dir), "--format", "canvas", "--roster", roster]) == 2
     assert "disk full" in capsys.readouterr().err
     assert out.read_text(encoding="utf-8") == "previous export\n"

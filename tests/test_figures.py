@@ -16,7 +16,13 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from autograder import figures  # noqa: E402
-from autograder.figures import check_png, figure_outputs  # noqa: E402
+from autograder.figures import figure_outputs, png_problem  # noqa: E402
+
+
+def check_png(data: object) -> str | None:
+    """The English reason of :func:`png_problem` (None for a real, non-blank PNG): what these tests assert on."""
+    problem = png_problem(data)
+    return problem.en if problem is not None else None
 
 
 def _b64(raw: bytes) -> str:
