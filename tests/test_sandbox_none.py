@@ -3,6 +3,9 @@ uid 65534 before any student code runs, so root-only files stay out of its reach
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+
 import pytest
 
 from autograder import config
@@ -21,6 +24,17 @@ import torch
 
 def identity():
     return [os.getuid(), os.geteuid(), os.getgid()]
+
+
+def status(field):
+    with open("/proc/self/status") as file:
+        return next(line.split(":", 1)[1].strip() for line in file if line.startswith(field + ":"))
+
+
+def run_as_is(path):
+    import subprocess
+
+    return subprocess.run([path, "-u"], capture_output=True, text=True).stdout.strip()
 
 
 def read(path):
@@ -52,6 +66,22 @@ def _call(worker: Worker, name: str, *args):
 
 def test_worker_runs_as_nobody(worker):
     assert _call(worker, "identity") == [65534, 65534, 65534]
+
+
+def test_no_exec_can_give_root_back(worker):
+    """no_new_privs is set before the drop: a set-user-ID-root program run by the worker stays uid 65534."""
+    assert _call(worker, "status", "NoNewPrivs") == "1"
+    assert _call(worker, "status", "CapEff") == "0000000000000000"
+    folder = tempfile.mkdtemp(prefix="setuid-")  # directly in /tmp: the worker can reach it
+    try:
+        os.chmod(folder, 0o755)
+        program = os.path.join(folder, "id")
+        shutil.copyfile("/usr/bin/id", program)
+        os.chown(program, 0, 0)
+        os.chmod(program, 0o4755)  # set-user-ID root, as mount or passwd are
+        assert _call(worker, "run_as_is", program) == "65534"
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_root_only_files_are_out_of_reach(worker, tmp_path):

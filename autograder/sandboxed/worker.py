@@ -20,12 +20,25 @@ CELL_PREFIX = "<cell "
 SANDBOX_UID = SANDBOX_GID = 65534
 
 
+def _no_new_privileges() -> None:
+    """prctl(PR_SET_NO_NEW_PRIVS, 1): from now on no exec (a set-user-ID program such as mount or passwd) can
+    raise this process's privileges. bubblewrap sets it already; without bubblewrap (mode "none") this is
+    what keeps a worker that dropped to 65534 from getting root back."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:  # 38 = PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+
+
 def drop_privileges() -> None:
     """Become uid/gid 65534 with no capability, or exit: student code never runs with privileges.
 
     Under a root grader bubblewrap starts the worker as root (it needed root to set up the mounts)
-    and leaves it only CAP_SETUID and CAP_SETGID; the switch below clears every capability.
+    and leaves it only CAP_SETUID and CAP_SETGID; the switch below clears every capability. No exec can
+    give privileges back afterwards (no_new_privs, checked too).
     """
+    _no_new_privileges()
     if os.getuid() == 0 or os.geteuid() == 0:
         os.setgroups([])
         os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
@@ -33,6 +46,8 @@ def drop_privileges() -> None:
     with open("/proc/self/status") as status:
         fields = dict(line.split(":", 1) for line in status if ":" in line)
     held = [name for name in ("CapPrm", "CapEff", "CapAmb") if int(fields[name].strip(), 16)]
+    if fields.get("NoNewPrivs", "0").strip() != "1":
+        held.append("NoNewPrivs = 0: a set-user-ID program could give root back")
     if os.getuid() == 0 or os.geteuid() == 0 or held:
         print(f"worker: refusing to run student code with privileges ({', '.join(held) or 'uid 0'})", file=sys.stderr)
         os._exit(70)
