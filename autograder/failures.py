@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from autograder.explain import likely_cause
 from autograder.i18n import Message, as_message, t
 
 STUDENT_TEXT_BYTES = 2048
@@ -64,7 +65,11 @@ class CheckFailed(GradingFailure):
 
 
 class StudentError(GradingFailure):
-    """The student's code raised an exception inside the worker (every part of it already budgeted)."""
+    """The student's code raised an exception inside the worker (every part of it already budgeted).
+
+    The message quotes the error and where it was raised, then, for a common error, its likely cause
+    (:func:`autograder.explain.likely_cause`).
+    """
 
     def __init__(self, name: Message | str, error: str, message: str, where: str) -> None:
         self.error = error
@@ -76,6 +81,9 @@ class StudentError(GradingFailure):
         if error == "NotImplementedError":
             text = t("{text}。この部分はまだ未記入のテンプレートのままではありませんか？",
                      "{text}. Is this part still the unfilled template?", text=text)
+        cause = likely_cause(error, message)
+        if cause is not None:
+            text = t("{text}。考えられる原因: {cause}", "{text}. Likely cause: {cause}", text=text, cause=cause)
         super().__init__(text)
 
 

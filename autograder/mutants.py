@@ -12,7 +12,8 @@ A mutant is **killed** when it loses points on its own question(s), else it **su
 run once more beside the reference in a sandboxed worker (the graders' own probes, on a few fixed inputs,
 plus a short training run for models): the same outputs mean the mutant is probably *equivalent*;
 different outputs mean a property that no check looks at. For each killed mutant, the feedback of its
-failed checks is classified (:func:`classify`) as **named** (it names the mistake), **crash** (the
+failed checks is classified (:func:`classify`) as **named** (it names the mistake), **explained** (a crash
+whose message also names the error's likely cause, :mod:`autograder.explain`; it counts as named), **crash** (the
 student's code raised, hung or died, and the message quotes the error and the line), **generic** (a
 fallback such as "differs from the reference solution"; the list is :data:`GENERIC_MESSAGES`) or
 **internal** (a grader bug).
@@ -140,18 +141,22 @@ CRASH_MESSAGES: tuple[str, ...] = (
     r"\bloading the notebook's definitions\b",
     r"\bthe worker sent an invalid answer\b",
 )
+# A crash message that goes on to say what the error means for the student's code (autograder.explain).
+EXPLAINED_CRASH = r"\. Likely cause: "
 INTERNAL_MESSAGES: tuple[str, ...] = (r"internal grader error", r"the grader itself failed")
 # How good a diagnosis is, best first: a mutant's diagnosis is the best class among its failed checks.
-CLASS_ORDER = ("named", "crash", "generic", "internal")
+# "named" and "explained" (a crash whose message names its likely cause) both name the mistake.
+CLASS_ORDER = ("named", "explained", "crash", "generic", "internal")
+NAMING_CLASSES = ("named", "explained")
 
 
 def classify(message: str) -> str:
-    """``"named"``, ``"crash"``, ``"generic"`` or ``"internal"`` for one failed check's feedback message."""
+    """``"named"``, ``"explained"``, ``"crash"``, ``"generic"`` or ``"internal"`` for one failed check's feedback."""
     text = message.strip()
     if any(re.search(pattern, text) for pattern in INTERNAL_MESSAGES):
         return "internal"
     if any(re.search(pattern, text) for pattern in CRASH_MESSAGES):
-        return "crash"
+        return "explained" if re.search(EXPLAINED_CRASH, text) else "crash"
     if not text or any(re.fullmatch(pattern, text, re.DOTALL) for _, pattern in GENERIC_MESSAGES):
         return "generic"
     return "named"
@@ -1256,8 +1261,9 @@ def _summary(group: Group, records: list[dict], seconds: float) -> dict:
         "question": group.question, "graded_on": list(group.questions), "mutants": len(records),
         "killed": len(killed), "survived": len(records) - len(killed),
         "kill_rate": len(killed) / len(records) if records else None,
-        "named": count["named"], "crash": count["crash"], "generic": count["generic"], "internal": count["internal"],
-        "named_rate": count["named"] / len(killed) if killed else None,
+        "named": count["named"], "explained": count["explained"], "crash": count["crash"],
+        "generic": count["generic"], "internal": count["internal"],
+        "named_rate": sum(count[c] for c in NAMING_CLASSES) / len(killed) if killed else None,
         "equivalent_suspects": sum(1 for r in records if r.get("behaviour", {}).get("same")),
         "seconds": round(seconds, 1),
     }
@@ -1270,7 +1276,7 @@ def _percent(value: float | None) -> str:
 def _summary_line(s: dict) -> str:
     return (f"{s['question']:<17} {s['mutants']:3d} mutants, {s['killed']:3d} killed, {s['survived']:2d} survived: "
             f"kill rate {_percent(s['kill_rate']):>5}; named diagnosis {_percent(s['named_rate']):>5} of killed "
-            f"(crash {s['crash']}, generic {s['generic']}, internal {s['internal']}); {s['seconds']:.0f} s")
+            f"(of which explained crashes {s['explained']}; crash {s['crash']}, generic {s['generic']}, internal {s['internal']}); {s['seconds']:.0f} s")
 
 
 def _cell(text: str, width: int = 140) -> str:
@@ -1302,30 +1308,36 @@ def markdown(data: dict, command: str) -> str:
         "",
         "## Summary",
         "",
-        "| question | graded on | mutants | killed | survived | kill rate | named diagnosis (of killed) | crash "
+        "| question | graded on | mutants | killed | survived | kill rate | named diagnosis (of killed) | of which "
+        "explained crash | crash "
         "| generic | survivors with unchanged behaviour | time |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    totals = {"mutants": 0, "killed": 0, "survived": 0, "named": 0, "crash": 0, "generic": 0, "same": 0}
+    totals = {"mutants": 0, "killed": 0, "survived": 0, "named": 0, "explained": 0, "crash": 0, "generic": 0,
+              "same": 0}
     for question in data["questions"]:
         s = question["summary"]
+        internal = f" + {s['internal']} internal" if s["internal"] else ""
         lines.append(f"| `{s['question']}` | {', '.join(s['graded_on'])} | {s['mutants']} | {s['killed']} | "
-                     f"{s['survived']} | {_percent(s['kill_rate'])} | {_percent(s['named_rate'])} ({s['named']}) | "
-                     f"{s['crash']} | {s['generic']}{' + ' + str(s['internal']) + ' internal' if s['internal'] else ''}"
+                     f"{s['survived']} | {_percent(s['kill_rate'])} | {_percent(s['named_rate'])} "
+                     f"({s['named'] + s['explained']}) | {s['explained']} | {s['crash']} | {s['generic']}{internal}"
                      f" | {s['equivalent_suspects']} | {s['seconds']:.0f} s |")
-        for key in ("mutants", "killed", "survived", "named", "crash", "generic"):
+        for key in ("mutants", "killed", "survived", "named", "explained", "crash", "generic"):
             totals[key] += s[key]
         totals["same"] += s["equivalent_suspects"]
     if len(data["questions"]) > 1:
         rate = totals["killed"] / totals["mutants"] if totals["mutants"] else None
-        named = totals["named"] / totals["killed"] if totals["killed"] else None
+        naming = totals["named"] + totals["explained"]
+        named = naming / totals["killed"] if totals["killed"] else None
         lines.append(f"| **all** | | {totals['mutants']} | {totals['killed']} | {totals['survived']} | "
-                     f"{_percent(rate)} | {_percent(named)} ({totals['named']}) | {totals['crash']} | "
+                     f"{_percent(rate)} | {_percent(named)} ({naming}) | {totals['explained']} | {totals['crash']} | "
                      f"{totals['generic']} | {totals['same']} | |")
     lines += [
         "",
         "Diagnosis of a killed mutant: the best class among the messages of its failed checks. **named**: the message "
-        "names the mistake; **crash**: the code raised, hung or died and the message quotes the error and its line; "
+        "names the mistake; **explained crash** (counted as named): the code raised and the message quotes the error "
+        "and its line, then names the error's likely cause for the student's code (`autograder/explain.py`); "
+        "**crash**: the code raised, hung or died and the message quotes the error and its line; "
         "**generic**: a fallback message (patterns in `GENERIC_MESSAGES`: "
         + ", ".join(f"“{g['name']}”" for g in data["generic_messages"]) + "). "
         "A survivor is run once more beside the reference in a sandboxed worker (the graders' probes on fixed inputs, "

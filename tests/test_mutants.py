@@ -270,6 +270,9 @@ def test_write_submission_uses_the_nbgrader_layout(tmp_path):
     ("z has dtype float64, expected float32", "named"),
     ("reparameterize raised AttributeError: 'float' object has no attribute 'exp' (at cell `reparameterize`, "
      "line 7)", "crash"),
+    ("kmeans raised NameError: name 'counts' is not defined (at cell `kmeans`, line 14: …). Likely cause: `counts` "
+     "is read before any line assigns it: was the line that computes `counts` deleted, misspelt or placed after its "
+     "first use?", "explained"),
     ("no answer within 30 s while running kmeans (an endless loop?)", "crash"),
     ("the worker process died while running kmeans (killed by SIGKILL (out of memory?))", "crash"),
     ("internal grader error (KeyError); please tell the instructor", "internal"),
@@ -281,6 +284,8 @@ def test_feedback_classifier(message, expected):
 def test_best_class_prefers_a_named_diagnosis():
     generic, named = "kl differs from the reference solution (1 instead of 2)", "the KL term lacks the factor 0.5"
     assert M.best_class([generic, named]) == "named"
+    explained = "kmeans raised NameError: name 'c' is not defined (at cell `kmeans`, line 3). Likely cause: `c` is read"
+    assert M.best_class([generic, explained]) == "explained" and M.best_class([explained, named]) == "named"
     assert M.best_class([generic]) == "generic"
     assert M.best_class([]) is None
 
