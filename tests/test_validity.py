@@ -4,7 +4,8 @@
   marker stops grading at start-up instead of vanishing from the scores;
 * a ``reparameterize`` that raises costs ``reparameterize`` (and ``vae_training``, whose purpose is to
   train the given VAE with it), not ``conv_vae``: the grader's own ``reparameterize`` stands in there;
-* ``kmeans`` without its update step is told that the centroids never moved;
+* ``kmeans`` without its update step is told that the centroids never moved; a ``ConvVAE`` that samples with
+  its mu and logvar swapped is told so; a crash is quoted with its line and its likely cause;
 * diagnoses are named only when unambiguous (unit tests of :func:`autograder.oracle.diagnosis`).
 
 Run with ``DATA_DIR=../shared/datasets python -m pytest tests/test_validity.py``.
@@ -31,6 +32,10 @@ def reparameterize(mu, logvar):
     raise NotImplementedError("not done yet")
 '''
 NO_UPDATE_STEP = ("        centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)\n", "")
+# ConvVAE samples with its mu and logvar swapped; kmeans lost the line that assigns new_labels
+SWAPPED_SAMPLING = ("self.decoder(reparameterize(mu, logvar)), mu, logvar",
+                    "self.decoder(reparameterize(logvar, mu)), mu, logvar")
+DELETED_ASSIGNMENT = ("        new_labels = torch.cdist(x, centroids).argmin(dim=1)\n", "")
 
 
 # -- the rubric ----------------------------------------------------------------------------------------
@@ -94,18 +99,22 @@ def graded(tmp_path_factory) -> dict[str, dict]:
     folder = tmp_path_factory.mktemp("validity")
     _student(folder / "submitted", "broken_reparameterize", "reparameterize", lambda source: BROKEN_REPARAMETERIZE)
 
-    def without_update(source: str) -> str:
-        assert source.count(NO_UPDATE_STEP[0]) == 1
-        return source.replace(*NO_UPDATE_STEP)
+    def edited(change: tuple[str, str]):
+        def edit(source: str) -> str:
+            assert source.count(change[0]) == 1, change[0]
+            return source.replace(*change)
+        return edit
 
-    _student(folder / "submitted", "kmeans_no_update", "kmeans", without_update)
+    _student(folder / "submitted", "kmeans_no_update", "kmeans", edited(NO_UPDATE_STEP))
+    _student(folder / "submitted", "conv_vae_swapped", "ConvVAE", edited(SWAPPED_SAMPLING))
+    _student(folder / "submitted", "kmeans_deleted_line", "kmeans", edited(DELETED_ASSIGNMENT))
     out = folder / "grades"
     process = subprocess.run([sys.executable, "-m", "autograder", "grade", str(folder / "submitted"), "--out", str(out),
                               "--jobs", "2", "-k", "reparameterize or conv_vae or kmeans"],
                              capture_output=True, text=True, cwd=REPO_ROOT, timeout=900)
     assert process.returncode == 0, process.stderr[-3000:]
     return {student: json.loads((out / student / "results.json").read_text())
-            for student in ("broken_reparameterize", "kmeans_no_update")}
+            for student in ("broken_reparameterize", "kmeans_no_update", "conv_vae_swapped", "kmeans_deleted_line")}
 
 
 def _points(result: dict, question: str) -> float:
@@ -125,3 +134,23 @@ def test_kmeans_without_its_update_step_is_named(graded):
     failed = [test for test in result["tests"] if test["tags"] == ["kmeans"] and test["status"] == "failed"]
     assert failed, result["tests"]
     assert any("never moved" in test["output"] or "update step" in test["output"] for test in failed), failed
+
+
+def _failed(result: dict, question: str) -> list[dict]:
+    return [test for test in result["tests"] if test["tags"] == [question] and test["status"] == "failed"]
+
+
+def test_a_conv_vae_that_samples_with_swapped_mu_and_logvar_is_named(graded):
+    """reparameterize(logvar, mu) in ConvVAE.forward: named by the check that records the call, not only by a
+    training score over the limit."""
+    failed = _failed(graded["conv_vae_swapped"], "conv_vae")
+    assert any("passes the mu and logvar it returns to reparameterize swapped" in test["output"] for test in failed), \
+        failed
+
+
+def test_a_crash_names_its_likely_cause(graded):
+    """A deleted assignment: the NameError is quoted with its line, then explained (autograder/explain.py)."""
+    failed = _failed(graded["kmeans_deleted_line"], "kmeans")
+    assert failed and all("NameError" in test["output"] for test in failed if "raised" in test["output"])
+    assert any("Likely cause: `new_labels` is read before any line assigns it" in test["output"] for test in failed)
+    assert any("考えられる原因: `new_labels` を代入する行より前に" in test["output"] for test in failed)

@@ -147,13 +147,17 @@ def test_reconstruction_goes_through_latent(student, name, attempts):
 
 @pytest.mark.question("conv_vae")
 def test_conv_vae_samples_its_latent(student, attempts):
-    """ConvVAE.forward samples z while training: two passes under two random states give two reconstructions.
+    """ConvVAE.forward samples z while training, from the mu and logvar it returns (in that order).
 
-    ja: 学習モードの ConvVAE.forward は z をサンプリングする: 乱数の状態を変えた 2 回の forward で再構成が異なる
+    Two passes under two random states give two reconstructions; and when forward calls
+    ``reparameterize``, it is not called with the returned mu and logvar swapped.
+
+    ja: 学習モードの ConvVAE.forward は、返す mu と logvar（この順）から z をサンプリングする
     """
     for report in inspect(student, "ConvVAE", attempts):
         run, x = report["runs"][0], report["x"]
         image_and_latent("ConvVAE", run, x)
+        _check_sampled_with_returned(run)
         first, second = run.get("resampled") or (None, None)
         expect(isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape,
                t("学習モードの ConvVAE.forward が、最初の戻り値として再構成画像を返しませんでした",
@@ -194,3 +198,25 @@ def test_trains_to_calibrated_score(training_plan, name, calibration, pictures):
     """
     question = MODELS[name]["question"]
     check_score(training_plan.result(question), question, calibration, pictures)
+
+
+def _check_sampled_with_returned(run: dict) -> None:
+    """Fail when forward's call reparameterize(a, b) got the returned (logvar, mu) rather than (mu, logvar).
+
+    Only that swap is named (the evidence is exact); a call with other tensors (e.g. a clamped logvar)
+    is left to the training check.
+    """
+    sampled_with, outputs = run.get("sampled_with"), run.get("train_outputs")
+    if not sampled_with or not isinstance(outputs, list) or len(outputs) != 3:
+        return
+    (a, b), (mu, logvar) = sampled_with, outputs[1:]
+    if not all(isinstance(v, torch.Tensor) and v.shape == (BATCH, 2) for v in (a, b, mu, logvar)):
+        return
+    swapped = close(a, logvar, 1e-5, 1e-6) and close(b, mu, 1e-5, 1e-6)
+    expect(not swapped or close(mu, logvar, 1e-5, 1e-6),
+           t("forward が reparameterize に、返す mu と logvar を入れ替えて渡しています（z をサンプリングする "
+             "reparameterize(mu, logvar) の引数か、戻り値 (reconstructed, mu, logvar) の順序が逆です）。学習の KL 項は"
+             "返された mu と logvar で計算されるため、サンプリングと食い違います",
+             "forward passes the mu and logvar it returns to reparameterize swapped (either the call "
+             "reparameterize(mu, logvar) that samples z or the returned (reconstructed, mu, logvar) has them in the "
+             "wrong order): the training's KL term uses the returned mu and logvar, so it disagrees with the sampling"))

@@ -81,6 +81,14 @@ KL_MISTAKES = [  # (the KL part a mistake gives, its name), as functions of μ a
        "the KL term uses exp(0.5·logvar) (σ) where it needs exp(logvar) (σ²)")),
     (lambda m, v: -0.5 * torch.sum(v - m.pow(2) - v.exp()), t("KL 項で和の中の 1 が抜けています",
                                                               "the KL term lacks the 1 inside the sum")),
+    (lambda m, v: -0.5 * torch.sum(1 - v - m.pow(2) - v.exp()), t("KL 項で logvar の符号が逆です（1 + logvar であるべき"
+                                                                  "ところが 1 − logvar）",
+                                                                  "the KL term has logvar with the wrong sign "
+                                                                  "(1 − logvar where it needs 1 + logvar)")),
+    (lambda m, v: -0.5 * torch.sum(1 - m.pow(2) - v.exp()), t("KL 項で和の中の logvar が抜けています"
+                                                              "（1 + logvar − μ² − exp(logvar)）",
+                                                              "the KL term lacks the logvar inside the sum "
+                                                              "(1 + logvar − μ² − exp(logvar))")),
 ]
 KL_MISSING = t("KL 項が抜けています。損失は BCE + KL です", "the KL term is missing: the loss must be BCE + KL")
 BCE_MISSING = t("再構成（BCE）項が抜けています。損失は BCE + KL です",

@@ -7,9 +7,10 @@ give layered feedback (type, then shape, then value) without ever receiving a Py
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -208,7 +209,7 @@ def model(namespace: dict, name: str, kwargs: dict, inputs: list, latent_dim: in
             outputs = net(x)
         if hook is not None:
             hook.remove()
-        run = {"outputs": plain(outputs), "info": describe(outputs), "resampled": _resampled(net, x, seed),
+        run = {"outputs": plain(outputs), "info": describe(outputs), **_resampled(namespace, net, x, seed),
                "decoder_input": seen.get("input"), "decoder_output": seen.get("output")}
         if callable(decoder):
             with torch.no_grad():
@@ -231,17 +232,46 @@ def parameter_gradients(namespace: dict, name: str, kind: str, kwargs: dict, x: 
             for key, value in net.named_parameters()}
 
 
-def _resampled(net: nn.Module, x: torch.Tensor, seed: int) -> list:
-    """The first output of ``net(x)`` in training mode under ``seed`` and ``seed + 1`` (then back to eval)."""
-    firsts = []
+def _resampled(namespace: dict, net: nn.Module, x: torch.Tensor, seed: int) -> dict:
+    """Two forwards of ``net(x)`` in training mode, under ``seed`` and ``seed + 1`` (then back to eval).
+
+    ``resampled``: the first output of each; ``train_outputs``: all outputs of the first; ``sampled_with``:
+    the (mu, logvar) of the first call to the namespace's ``reparameterize`` during the first, or None.
+    """
+    firsts, calls, first_outputs = [], [], None
     net.train()
     for offset in (0, 1):
         torch.manual_seed(seed + offset)
-        with torch.no_grad():
+        with torch.no_grad(), _recording(namespace, "reparameterize", calls if offset == 0 else []):
             outputs = net(x)
+        first_outputs = outputs if offset == 0 else first_outputs
         firsts.append(plain(outputs[0] if isinstance(outputs, (tuple, list)) and outputs else outputs))
     net.eval()
-    return firsts
+    sampled_with = None
+    if calls:
+        args, kwargs = calls[0]
+        sampled_with = [plain(args[0] if len(args) > 0 else kwargs.get("mu")),
+                        plain(args[1] if len(args) > 1 else kwargs.get("logvar"))]
+    return {"resampled": firsts, "train_outputs": plain(first_outputs), "sampled_with": sampled_with}
+
+
+@contextlib.contextmanager
+def _recording(namespace: dict, name: str, calls: list) -> Iterator[None]:
+    """Append ``(args, kwargs)`` of every call to the function ``namespace[name]`` to ``calls`` during the block."""
+    original = namespace.get(name)
+    if not callable(original):
+        yield
+        return
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    namespace[name] = recorded
+    try:
+        yield
+    finally:
+        namespace[name] = original
 
 
 @functools.lru_cache(maxsize=2)
