@@ -1,7 +1,8 @@
 """The output folder as the class's record: a regrade updates the students it graded and loses nothing.
 
 An output folder holds, per student, ``<student>/scored.json`` (the scored result that every other file
-is made from), and for the class ``grades.csv``. Grading into a folder that already holds results:
+is made from) and ``<student>/pictures.json`` (its feedback pictures, about 0.5 MB, kept apart so that a
+regrade reads only the small scored results of the whole class), and for the class ``grades.csv``. Grading into a folder that already holds results:
 
 * the students graded now replace their own rows; every other student's row is kept as it was,
   with the time it was graded (``graded_at``, ISO 8601 UTC);
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 SCORED = "scored.json"
+PICTURES = "pictures.json"
 
 
 def now() -> str:
@@ -80,7 +82,7 @@ def merge(new: dict[str, Any], previous: dict[str, Any] | None, graded_at: str) 
 
 
 def load(out: Path) -> dict[str, dict]:
-    """Every student's scored result in the output folder ``out`` (student id -> result)."""
+    """Every student's scored result in the output folder ``out`` (student id -> result), without pictures."""
     results = {}
     for path in sorted(out.glob(f"*/{SCORED}")):
         try:
@@ -90,11 +92,23 @@ def load(out: Path) -> dict[str, dict]:
     return results
 
 
+def load_pictures(out: Path, student_id: str, default: list[dict] | None = None) -> list[dict]:
+    """One student's feedback pictures (``default`` when there is no readable pictures.json)."""
+    try:
+        pictures = json.loads((out / student_id / PICTURES).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return list(default or [])
+    return pictures if isinstance(pictures, list) else list(default or [])
+
+
 def save(out: Path, student_id: str, result: dict[str, Any]) -> None:
-    """Keep one student's scored result (the source of their other files and of their grades.csv row)."""
+    """Keep one student's scored result (the source of their other files and of their grades.csv row);
+    its pictures go to their own file."""
     folder = out / student_id
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / SCORED, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+    write_atomic(folder / PICTURES, json.dumps(result.get("pictures", []), ensure_ascii=False) + "\n")
+    scored = {key: value for key, value in result.items() if key != "pictures"}
+    write_atomic(folder / SCORED, json.dumps(scored, ensure_ascii=False, indent=1) + "\n")
 
 
 def _points(value: float) -> str:
@@ -123,12 +137,16 @@ def not_graded(results: dict[str, dict]) -> dict[str, list[str]]:
 def update(out: Path, new: dict[str, dict], question_ids: list[str]) -> dict[str, dict]:
     """Merge this run's scored results into the output folder's record and rewrite grades.csv.
 
-    Returns the whole class as it now stands (every student in ``out``, graded now or before).
+    Returns the whole class as it now stands (every student in ``out``, graded now or before); only
+    the students graded now come with their pictures.
     """
     graded_at = now()
     previous = load(out)
     for student_id, result in new.items():
-        merged = merge(result, previous.get(student_id), graded_at)
+        old = previous.get(student_id)
+        if old is not None:  # a scored.json from before pictures.json existed may still hold them
+            old = {**old, "pictures": load_pictures(out, student_id, default=old.get("pictures"))}
+        merged = merge(result, old, graded_at)
         save(out, student_id, merged)
         previous[student_id] = merged
     write_atomic(out / "grades.csv", grades_csv(previous, question_ids))

@@ -66,6 +66,23 @@ def test_update_keeps_other_students_rows(tmp_path):
     assert after["cal"]["vae_loss"] == "20" and after["cal"]["kmeans"] == ""
 
 
+def test_pictures_live_apart_and_a_partial_regrade_keeps_them(tmp_path):
+    """scored.json stays small (a regrade reads every student's); pictures.json holds the pictures, and a
+    ``-k`` regrade keeps the pictures of the questions it did not grade."""
+    def with_pictures(result: dict, questions: list[str]) -> dict:
+        return {**result, "pictures": [{"question": q, "caption": q, "uri": "data:image/png;base64," + "A" * 1000}
+                                       for q in questions]}
+    everything = with_pictures(_result({q: True for q in QUESTIONS}), ["kmeans", "conv_vae"])
+    gradesheet.update(tmp_path, {"amy": everything}, QUESTIONS)
+    assert "pictures" not in json.loads((tmp_path / "amy" / gradesheet.SCORED).read_text())
+    assert len(gradesheet.load_pictures(tmp_path, "amy")) == 2
+    assert "pictures" not in gradesheet.load(tmp_path)["amy"]
+    everyone = gradesheet.update(tmp_path, {"amy": with_pictures(_result({"kmeans": False}), ["kmeans"])}, QUESTIONS)
+    kept = gradesheet.load_pictures(tmp_path, "amy")
+    assert sorted(p["question"] for p in kept) == ["conv_vae", "kmeans"]  # conv_vae's from the first run
+    assert everyone["amy"]["pictures"] == kept  # the student graded now comes back with them, for the report
+
+
 def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     path = tmp_path / "grades.csv"
     path.write_text("old\n")
