@@ -126,6 +126,8 @@ EXTRA_COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from autograder.engine import PER_GPU  # light (no torch), unlike the grading imports
+
     parser = argparse.ArgumentParser(prog="python -m autograder", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -145,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                             "submission, with the same results (pip install -e '.[ray]')")
     grade.add_argument("--address", metavar="ADDR", help="with --backend ray: the Ray cluster to join (auto, or "
                                                          "HEAD_IP:6379); default: a local Ray with --jobs CPUs")
-    grade.add_argument("--per-gpu", type=_at_least_one, default=4, metavar="N",
-                       help="on CUDA: submissions sharing one GPU (default 4); the local backend then runs "
+    grade.add_argument("--per-gpu", type=_at_least_one, default=PER_GPU, metavar="N",
+                       help="on CUDA: submissions sharing one GPU (default %(default)s); the local backend then runs "
                             "N × GPUs at a time unless --jobs says otherwise, a Ray task asks for 1/N of a GPU")
     grade.add_argument("-k", dest="select", metavar="EXPR", help="only the checks matching this pytest -k expression")
     grade.add_argument("--lang", choices=("ja", "en", "both"), default="both",
