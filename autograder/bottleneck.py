@@ -74,14 +74,22 @@ def decode_prior(student: Worker, budget: dict, device: str, trained: dict, seed
     nothing, so any failure gives None)."""
     z = torch.randn(PRIOR_SAMPLES, LATENT_DIM, generator=torch.Generator().manual_seed(seed + 1))
     try:
-        decoded = student.request("decode", timeout=STEP_TIMEOUT_S, state=trained["state"], z=z,
-                                  **_common(budget, device, seed, kwargs))
+        _, images = _decode(student, budget, device, trained, z, seed, kwargs)
     except GradingFailure:
         return None
-    images = decoded.get("value") if isinstance(decoded, dict) else None
     if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.numel() % PRIOR_SAMPLES:
         return None
     return images.reshape(PRIOR_SAMPLES, -1)
+
+
+def _decode(student: Worker, budget: dict, device: str, trained: dict, z: torch.Tensor, seed: int,
+            kwargs: dict | None) -> tuple[dict, Any]:
+    """``model.decoder(z)`` of the trained weights in ``student``: (the worker's description, the value)."""
+    decoded = student.request("decode", timeout=STEP_TIMEOUT_S, state=trained["state"], z=z,
+                              **_common(budget, device, seed, kwargs))
+    if not isinstance(decoded, dict):
+        return {}, None
+    return dict(decoded.get("info", {})), decoded.get("value")
 
 
 def _common(budget: dict, device: str, seed: int, kwargs: dict | None) -> dict:
@@ -150,10 +158,7 @@ def decode_step(student: Worker, budget: dict, device: str, trained: dict, encod
     """``model.decoder(z)`` in ``student`` (never shown a held-out image), checked and shaped like ``x_eval``."""
     model = budget["model"]
     z = choose_latents(budget["kind"], encoded["latents"], seed)
-    decoded = student.request("decode", timeout=STEP_TIMEOUT_S, state=trained["state"], z=z,
-                              **_common(budget, device, seed, kwargs))
-    info = dict(decoded.get("info", {})) if isinstance(decoded, dict) else {}
-    images = decoded.get("value") if isinstance(decoded, dict) else None
+    info, images = _decode(student, budget, device, trained, z, seed, kwargs)
     expect(info.get("type") == "Tensor" and isinstance(images, torch.Tensor),
            t("{model}.decoder(z) はテンソルを返す必要がありますが、{type} を返しました",
              "{model}.decoder(z) must return a tensor, not {type}", model=model, type=info.get("type")))
@@ -178,26 +183,56 @@ def train_encode_decode(student: Worker, encoder: Worker, budget: dict, device: 
     return decode_step(student, budget, device, trained, encoded, x_eval, seed, kwargs)
 
 
+def split_lanes(costs: dict[str, float]) -> dict[str, str]:
+    """Question -> lane ("encoder" or "student"): longest first, each to the lane with less work so far.
+
+    The assignment depends on the costs alone, so every run of a submission trains each model in the same
+    worker (reproducible), and three trainings of unequal cost end close together: with the reference's
+    CPU times (conv AE 9.1 s, conv VAE 6.4 s, VAE 4.6 s) the lanes get 9.1 s and 11.0 s, where a split by
+    images seen (the VAE alone in one lane) gave 4.6 s and 15.5 s. A single training goes to ``student``.
+    """
+    if len(costs) < 2:
+        return {q: "student" for q in costs}
+    load = {"encoder": 0.0, "student": 0.0}
+    lanes = {}
+    for question in sorted(costs, key=lambda q: (-costs[q], q)):
+        lane = min(load, key=lambda name: (load[name], name))  # ties: the encoder lane first
+        lanes[question] = lane
+        load[lane] += costs[question]
+    return lanes
+
+
+def training_costs(questions: list[str], device: str) -> dict[str, float]:
+    """The expected cost of each question's training: the reference's calibrated seconds on ``device``, or
+    (without them for every question) the number of images the budget trains on."""
+    budgets = {q: config.training_budget(q) for q in questions}
+    try:
+        recorded = {q: config.calibration(device)["questions"][q].get("train_seconds_mean") for q in questions}
+    except (config.StaleCalibration, KeyError):
+        recorded = {}
+    if recorded and all(isinstance(v, (int, float)) and v > 0 for v in recorded.values()):
+        return {q: float(v) for q, v in recorded.items()}
+    return {q: float(budgets[q]["n_train"] * budgets[q]["epochs"]) for q in questions}
+
+
 class TrainingPlan:
     """The selected training questions, two at a time: one worker per CPU-bound training.
 
-    The question with the largest budget trains in the ``encoder`` worker (before that worker's first
-    encode), the others in the ``student`` worker; every step for a worker runs in that worker's own
-    thread, in the order submitted (all trainings, then encodes, then decodes), so no step waits on one
-    queued behind it. :meth:`result` returns a question's :class:`TrainedModel` or raises its failure.
+    :func:`split_lanes` gives each training to the ``encoder`` or the ``student`` worker so that both
+    stay busy. The ``encoder`` worker trains only before its first encode: every step for a worker runs in
+    that worker's own thread, in the order submitted (all its trainings, then encodes, then decodes), so
+    no step waits on one queued behind it. :meth:`result` returns a question's :class:`TrainedModel` or
+    raises its failure.
     """
 
     def __init__(self, student: Worker, encoder: Worker, questions: list[str], device: str) -> None:
         budgets = {q: config.training_budget(q) for q in questions}
         self.lanes = {"student": ThreadPoolExecutor(1, "student"), "encoder": ThreadPoolExecutor(1, "encoder")}
         workers = {"student": student, "encoder": encoder}
-        largest = max(questions, key=lambda q: budgets[q]["n_train"] * budgets[q]["epochs"], default=None)
         self.seconds: dict[str, dict[str, float]] = {q: {} for q in questions}  # question -> step -> seconds
-        trained: dict[str, Future] = {}
-        for q in questions:
-            lane = "encoder" if q == largest and len(questions) > 1 else "student"
-            trained[q] = self.lanes[lane].submit(self._timed, q, "train", train_step, workers[lane], budgets[q],
-                                                 device)
+        self.trained_in = split_lanes(training_costs(questions, device))  # question -> lane
+        trained = {q: self.lanes[lane].submit(self._timed, q, "train", train_step, workers[lane], budgets[q], device)
+                   for q, lane in sorted(self.trained_in.items(), key=lambda item: questions.index(item[0]))}
         encoded = {q: self.lanes["encoder"].submit(self._timed, q, "encode", self._after, trained[q], encode_step,
                                                    encoder, budgets[q], device,
                                                    x_eval=held_out_images(budgets[q]["dataset"], budgets[q]["n_eval"]))

@@ -22,7 +22,7 @@ import pytest
 from autograder import config
 from autograder.client import Worker
 from autograder.extract import extract_notebook
-from autograder.bottleneck import held_out_images, train_encode_decode
+from autograder.bottleneck import held_out_images, split_lanes, train_encode_decode, training_costs
 from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
 from autograder.scoring import held_out_score
 from tools.make_examples import QUESTIONS, STUDENTS
@@ -247,3 +247,16 @@ def test_each_device_uses_its_own_calibration(tmp_path, monkeypatch):
     cuda_file.write_text(json.dumps({**cpu, "pipeline": "older"}))
     with pytest.raises(config.StaleCalibration, match="DEVICE=cuda"):
         config.calibration("cuda")
+
+
+def test_trainings_are_split_so_both_workers_stay_busy():
+    """Longest first, each to the less loaded worker; the same split every run (a reproducible grade)."""
+    costs = training_costs(["vae_training", "conv_autoencoder", "conv_vae"], "cpu")
+    assert costs == {q: config.calibration()["questions"][q]["train_seconds_mean"] for q in costs}
+    lanes = split_lanes(costs)
+    load = {lane: sum(c for q, c in costs.items() if lanes[q] == lane) for lane in ("encoder", "student")}
+    assert max(load.values()) <= 0.6 * sum(costs.values())  # the reference's 9.1 s | 11.0 s, not 4.6 s | 15.5 s
+    assert lanes == split_lanes(dict(reversed(list(costs.items()))))  # order of the questions does not matter
+    assert split_lanes({"conv_vae": 3.0}) == {"conv_vae": "student"}  # one training: the student's worker
+    assert split_lanes({"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}) == {"a": "encoder", "b": "student", "c": "encoder",
+                                                                     "d": "student"}
