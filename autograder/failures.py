@@ -81,7 +81,7 @@ class StudentError(GradingFailure):
         if error == "NotImplementedError":
             text = t("{text}。この部分はまだ未記入のテンプレートのままではありませんか？",
                      "{text}. Is this part still the unfilled template?", text=text)
-        cause = likely_cause(error, message)
+        cause = likely_cause(error, message, where)
         if cause is not None:
             text = t("{text}。考えられる原因: {cause}", "{text}. Likely cause: {cause}", text=text, cause=cause)
         super().__init__(text)

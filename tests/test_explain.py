@@ -43,7 +43,7 @@ MISTAKES = [
     (lambda: torch.multinomial(torch.zeros(3), 1), ["every torch.multinomial weight is 0"]),
     (lambda: torch.multinomial(torch.ones(3), 0), ["asked for 0 samples"]),
     (lambda: torch.ones(3).clamp(), ["clamp() needs a bound"]),
-    (lambda: torch.ones(4, 2) / torch.ones(3, 1), ["(4 and 3)", "minlength="]),
+    (lambda: torch.ones(4, 2) / torch.ones(3, 1), ["(4 and 3)", "wrong length"]),
     (lambda: torch.where(torch.ones(3), torch.ones(3) > 0, torch.ones(3)), ["first argument must be the boolean"]),
     (lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU())[1].in_features, ["a ReLU has no attribute `in_features`"]),
     (lambda: (0.5).exp(), ["plain Python number (float)", "tensor method"]),
@@ -82,6 +82,14 @@ def test_the_crash_message_carries_the_cause_in_both_languages():
     assert failure.message.en.endswith("Likely cause: `counts` is read before any line assigns it: was the line "
                                        "that computes `counts` deleted, misspelt or placed after its first use?")
     assert "考えられる原因: `counts` を代入する行より前に" in failure.message.ja
+
+
+def test_a_size_mismatch_mentions_bincount_only_on_a_line_that_counts():
+    error, message = raised(lambda: torch.ones(4, 2) / torch.ones(3, 1))
+    on_counts = likely_cause(error, message, "cell `kmeans`, line 15: centroids = sums / counts.clamp(min=1)")
+    elsewhere = likely_cause(error, message, "cell `ConvAutoEncoder`, line 23: return self.decoder(z)")
+    assert "minlength=" in on_counts.en and "minlength=" in on_counts.ja
+    assert "minlength=" not in elsewhere.en and "bincount" not in elsewhere.ja
 
 
 def test_a_long_identifier_is_clipped():

@@ -181,13 +181,24 @@ def test_gradients_reach_every_part(student, name):
     grads = student.request("parameter_gradients", name=name, kind="ae" if name == "ConvAutoEncoder" else "vae",
                             kwargs={"in_channels": 1, "image_size": 28}, x=x, trusted=config.trusted(question))
     parts = ("encoder.", "decoder.") + (("fc_mu.", "fc_logvar.") if name == "ConvVAE" else ())
-    missing = [key for key, value in grads.items() if key.startswith(parts) and not value]
-    expect(not missing, t("学習の損失から {names} に勾配が届きません（{count} 個のパラメータ）。.detach()、torch.no_grad()、"
-                          ".data などで計算グラフが切れているため、これらは学習されません",
-                          "no gradient reaches {names} from the training loss ({count} parameters): a .detach(), "
-                          "torch.no_grad() or .data cuts them off the graph, so they never learn",
-                          names=", ".join(sorted(missing)[:4]) + (", …" if len(missing) > 4 else ""),
-                          count=len(missing)))
+    cut = [key for key, value in grads.items() if key.startswith(parts) and value is None]
+    expect(not cut, t("学習の損失から {names} に勾配が届きません（{count} 個のパラメータ）。.detach()、torch.no_grad()、"
+                      ".data などで計算グラフが切れているため、これらは学習されません",
+                      "no gradient reaches {names} from the training loss ({count} parameters): a .detach(), "
+                      "torch.no_grad() or .data cuts them off the graph, so they never learn",
+                      names=_some(cut), count=len(cut)))
+    zero = [key for key, value in grads.items() if key.startswith(parts) and not value]
+    expect(not zero, t("学習の損失から {names} に届く勾配がちょうど 0 です（{count} 個のパラメータ）。これらは計算グラフ"
+                       "にはつながっていますが、途中で 0 が掛けられているか、入力がすべて 0 以下の ReLU を通っています"
+                       "（例: 2 次元の潜在変数の直後や Sigmoid の直前の ReLU）。これでは学習されません",
+                       "the gradient reaching {names} from the training loss is exactly 0 ({count} parameters): they "
+                       "are on the graph, but multiplied by 0 or behind a ReLU whose inputs are all ≤ 0 (e.g. a ReLU "
+                       "right after the 2-D latent or right before the Sigmoid), so they never learn",
+                       names=_some(zero), count=len(zero)))
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(sorted(names)[:4]) + (", …" if len(names) > 4 else "")
 
 
 @parametrize

@@ -53,12 +53,13 @@ def inertia(x: torch.Tensor, labels: torch.Tensor) -> float:
     return total
 
 
-def likely_cause(x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> Message | None:
+def likely_cause(x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor,
+                 empty_expected: bool = False) -> Message | None:
     """Name what the result itself shows is wrong with a k-means run, or None when it shows nothing specific.
 
     In order: centroids that are data points and not their clusters' means (no update step); labels that are
     not the nearest centroid (assignment step); centroids that are not their clusters' means (update step);
-    unused clusters (initialisation).
+    unused clusters (initialisation; not when ``empty_expected``: fewer distinct points than clusters).
     """
     x, centroids = x.double(), centroids.double()
     k = len(centroids)
@@ -84,7 +85,7 @@ def likely_cause(x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor)
                  "してください",
                  "the centroids are not the means of their clusters' points: the update step must set each centroid "
                  "to sum / count of the points assigned to it")
-    if len(used) < k:
+    if len(used) < k and not empty_expected:
         return t("{k} 個のクラスタのうち点をもつのは {used} 個だけです。初期重心は互いに異なり、よく散らばった {k} 個の"
                  "データ点である必要があります（k-means++）",
                  "only {used} of the {k} clusters have points: the initial centroids must be {k} distinct, "
@@ -176,6 +177,9 @@ def test_empty_cluster_keeps_its_centroid(student):
     ja: 異なる点の数がクラスタ数より少なく空のクラスタができるとき、その重心は元の位置にとどまる
     """
     labels, centroids = run_kmeans(student, FEW_POINTS, 4)
+    if bool(torch.isfinite(centroids).all()):  # the clusters that have points come first: name their mistake
+        cause = likely_cause(FEW_POINTS, labels, centroids, empty_expected=True)
+        expect(cause is None, cause)
     expect(bool(torch.isfinite(centroids).all()), t("重心が NaN または inf になりました。点のないクラスタで 0 による割り算"
                                                     "が起きています（そのクラスタは前の重心を保ってください: "
                                                     "torch.where(counts > 0, ...)）",

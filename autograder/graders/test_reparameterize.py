@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from autograder.i18n import t, verbatim
-from autograder.oracle import compare, expect, fail, result_of, tensor
+from autograder.oracle import close, compare, expect, fail, result_of, tensor
 
 pytestmark = pytest.mark.question("reparameterize")
 
@@ -50,6 +50,9 @@ def test_gradients_reach_mu_and_logvar(student):
     weight = torch.randn(16, 2, generator=generator)
     result = student.request("gradients", name="reparameterize", args=[mu, logvar], weight=weight)
     z = tensor(result, "z", shape=(16, 2))
+    expect(not close(z, mu, 0.0, 0.0), t("z が mu と等しくなっています。ノイズの項 std * eps が抜けています"
+                                         "（z = mu + std * eps）",
+                                         "z equals mu: the noise term std * eps is missing (z = mu + std * eps)"))
     expect(result["attached"], t("z が計算グラフから切り離されているため、mu にも logvar にも勾配が届きません"
                                  "（detach()、.data、torch.no_grad() を使ったり、numpy を経由したりしていませんか？）",
                                  "z is cut off from the graph, so no gradient reaches mu or logvar "
@@ -57,10 +60,12 @@ def test_gradients_reach_mu_and_logvar(student):
     grad_mu, grad_logvar = result["grads"]
     expect(grad_mu is not None, t("mu に勾配が届きません。z は mu から計算する必要があります（z = mu + std * eps）",
                                   "no gradient reaches mu: z must be computed from mu (z = mu + std * eps)"))
-    expect(grad_logvar is not None, t("logvar に勾配が届きません。std は torch の演算で logvar から計算し"
-                                      "（std = torch.exp(0.5 * logvar)）、サンプリングするのは eps だけにしてください",
-                                      "no gradient reaches logvar: std must be computed from logvar with torch "
-                                      "(std = torch.exp(0.5 * logvar)), and only eps sampled"))
+    expect(grad_logvar is not None, t("logvar に勾配が届きません。z は std = torch.exp(0.5 * logvar) を通して logvar に"
+                                      "依存し、サンプリングするのは eps だけでなければなりません（z = mu + std * eps の "
+                                      "std が抜けている、detach されている、または torch 以外で計算されていませんか？）",
+                                      "no gradient reaches logvar: z must depend on logvar through std = "
+                                      "torch.exp(0.5 * logvar), with only eps sampled (is std missing from "
+                                      "z = mu + std * eps, detached, or computed outside torch?)"))
     compare(result_of(grad_mu), weight, "∂z/∂mu", rtol=1e-4, atol=1e-5, diagnoses=[
         (torch.zeros_like(weight), t("mu に勾配が届きません", "no gradient reaches mu"))])
     expected = weight * 0.5 * (z - mu)
@@ -84,16 +89,19 @@ def test_mean_and_std_match_mu_and_sigma(student):
     """
     z = draw(student)
     std, mean = z.std(dim=0), z.mean(dim=0)
-    expect(bool((std > 1e-6).all()), t("z がサンプルごとに変化しません。ノイズ eps が抜けています（z = mu になって"
-                                       "いませんか？）", "z does not vary between draws: the noise eps is missing (z = mu?)"))
+    expect(bool((std > 1e-6).all()), t("z がサンプルごとに変化しません。ノイズ eps が抜けています（z = mu + std * eps "
+                                       "です）", "z does not vary between draws: the noise eps is missing "
+                                                "(z = mu + std * eps)"))
     candidates = [
         (LOGVAR.exp(), t("z の広がり（標準偏差）が exp(logvar) になっています。exp(0.5·logvar)（つまり sqrt(exp(logvar))）"
                          "である必要があります",
                          "the spread of z is exp(logvar), it must be exp(0.5·logvar) (that is, sqrt(exp(logvar)))")),
         (LOGVAR.abs(), t("logvar がそのまま標準偏差として使われています。std は exp(0.5·logvar) です",
                          "logvar is used as the standard deviation; std must be exp(0.5·logvar)")),
-        (torch.exp(-0.5 * LOGVAR), t("z の広がりが exp(−0.5·logvar) になっています。指数の符号が逆です",
-                                     "the spread of z is exp(−0.5·logvar): the sign in the exponent is wrong")),
+        (torch.exp(-0.5 * LOGVAR), t("z の広がりが exp(−0.5·logvar) = 1/σ になっています。指数の符号が逆か、eps を std で"
+                                     "割っています（z = mu + std * eps）",
+                                     "the spread of z is exp(−0.5·logvar) = 1/σ: the exponent's sign is wrong, or eps "
+                                     "is divided by std (z = mu + std * eps)")),
         (0.5 * LOGVAR.abs(), t("0.5·logvar が標準偏差として使われています。std は exp(0.5·logvar) です",
                                "0.5·logvar is used as the standard deviation; std must be exp(0.5·logvar)")),
         (torch.ones(2), t("z の広がりが logvar に依存していません（std は exp(0.5·logvar) です）",
@@ -111,6 +119,12 @@ def test_mean_and_std_match_mu_and_sigma(student):
                "std(z) is ({s0:.3f}, {s1:.3f}), expected exp(0.5·logvar) = ({e0:.3f}, {e1:.3f})",
                s0=std[0].item(), s1=std[1].item(), e0=SIGMA[0].item(), e1=SIGMA[1].item()))
     limit = 5 * SIGMA.double() / math.sqrt(N_DRAWS)
+    expect(not bool((mean.abs() < limit).all()), t("mean(z) が 0 付近（{m0:.3f}, {m1:.3f}）で、mu = ({mu0:.1f}, {mu1:.1f}) "
+                                                   "ではありません。z に mu が足されていません（z = mu + std * eps）",
+                                                   "mean(z) is near 0 ({m0:.3f}, {m1:.3f}), not mu = ({mu0:.1f}, "
+                                                   "{mu1:.1f}): mu is not added to z (z = mu + std * eps)",
+                                                   m0=mean[0].item(), m1=mean[1].item(), mu0=MU[0].item(),
+                                                   mu1=MU[1].item()))
     expect(bool(((mean - MU.double()).abs() < limit).all()),
            t("mean(z) が ({m0:.3f}, {m1:.3f}) です。mu = ({mu0:.1f}, {mu1:.1f}) になるはずです。ノイズの平均は 0 で"
              "なければなりません（z = mu + std * eps）",

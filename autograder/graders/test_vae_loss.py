@@ -52,15 +52,23 @@ PIXEL = t("ピクセル", "pixel")
 LATENT_DIMENSION = t("潜在変数の次元", "latent dimension")
 
 
-def ratio_message(part: Message, summed_over: Message, expected: torch.Tensor):
-    """What was measured, when no known mistake explains it: the part's value as a multiple of the expected."""
+def ratio_message(part: Message, summed_over: Message, expected: torch.Tensor, counts: tuple[int, ...]):
+    """What was measured, when no known mistake explains it: the part's value as a multiple of the expected.
+
+    It adds "it must be summed" only when the ratio is 1/n for a count n that an average divides by
+    (``counts``: the batch, the elements of one image, all elements); any other ratio is just reported.
+    """
     def message(value: torch.Tensor) -> Message:
         ratio = value.item() / expected.item() if expected.item() else float("inf")
-        return t("{part}が期待値の {ratio:.4g} 倍です（{expected:.6g} であるべきところが {value:.6g}）。すべての"
-                 "{summed_over}とバッチ内のすべての画像について和をとる必要があります",
-                 "the {part} is {ratio:.4g}× the expected value ({value:.6g} instead of {expected:.6g}); "
-                 "it must be summed over every {summed_over} and every image of the batch",
-                 part=part, ratio=ratio, value=value.item(), expected=expected.item(), summed_over=summed_over)
+        if any(abs(ratio * n - 1) < 0.01 for n in counts):
+            return t("{part}が期待値の {ratio:.4g} 倍です（{expected:.6g} であるべきところが {value:.6g}）。平均ではなく、"
+                     "すべての{summed_over}とバッチ内のすべての画像について和をとる必要があります",
+                     "the {part} is {ratio:.4g}× the expected value ({value:.6g} instead of {expected:.6g}): it is "
+                     "averaged; it must be summed over every {summed_over} and every image of the batch",
+                     part=part, ratio=ratio, value=value.item(), expected=expected.item(), summed_over=summed_over)
+        return t("{part}が期待値の {ratio:.4g} 倍です（{expected:.6g} であるべきところが {value:.6g}）",
+                 "the {part} is {ratio:.4g}× the expected value ({value:.6g} instead of {expected:.6g})",
+                 part=part, ratio=ratio, value=value.item(), expected=expected.item())
     return message
 
 
@@ -68,6 +76,20 @@ KL_MISTAKES = [  # (the KL part a mistake gives, its name), as functions of μ a
     (lambda m, v: -kl(m, v), t("KL 項の符号が逆です。KL = −0.5·Σ(1 + logvar − μ² − exp(logvar)) ≥ 0 です",
                                "the KL term has the wrong sign: KL = −0.5·Σ(1 + logvar − μ² − exp(logvar)) ≥ 0")),
     (lambda m, v: 2 * kl(m, v), t("KL 項に係数 0.5 が抜けています", "the KL term lacks the factor 0.5")),
+    (lambda m, v: -2 * kl(m, v), t("KL 項に係数 −0.5 が抜けています（KL = −0.5·Σ(1 + logvar − μ² − exp(logvar))）",
+                                   "the KL term lacks its factor −0.5: KL = −0.5·Σ(1 + logvar − μ² − exp(logvar))")),
+    (lambda m, v: -0.5 * torch.sum(1 + v + m.pow(2) - v.exp()), t("KL 項で μ² の符号が逆です（− μ² であるべきところが "
+                                                                  "+ μ²）",
+                                                                  "the KL term has μ² with the wrong sign (+ μ² where it "
+                                                                  "needs − μ²)")),
+    (lambda m, v: -0.5 * torch.sum(1 + v - m.pow(2) + v.exp()), t("KL 項で exp(logvar) の符号が逆です（− exp(logvar) で"
+                                                                  "あるべきところが + exp(logvar)）",
+                                                                  "the KL term has exp(logvar) with the wrong sign "
+                                                                  "(+ exp(logvar) where it needs − exp(logvar))")),
+    (lambda m, v: -0.5 * torch.sum(1 + v - m.pow(2)), t("KL 項で和の中の exp(logvar) が抜けています"
+                                                        "（1 + logvar − μ² − exp(logvar)）",
+                                                        "the KL term lacks the exp(logvar) inside the sum "
+                                                        "(1 + logvar − μ² − exp(logvar))")),
     (lambda m, v: kl(m, v) / BATCH, t("KL 項がバッチについて平均されています。和をとる必要があります",
                                       "the KL term is averaged over the batch; it must be summed")),
     (lambda m, v: kl(m, v) / m.numel(), t("KL 項が（全要素について）平均されています。和をとる必要があります",
@@ -160,15 +182,25 @@ def test_kl_term_alone(student, reference):
         (torch.zeros(()), t("KL 項が抜けています（再構成が完全なとき損失が 0 になっています）",
                             "the KL term is missing (the loss is 0 for a perfect reconstruction)"))]
     compare(loss_of(student, X_BINARY, X_BINARY, MU_KL, LOGVAR_KL), expected, t("KL 項", "the KL term"), rtol=RTOL,
-            atol=ATOL, diagnoses=diagnoses, measured=ratio_message(KL_PART, LATENT_DIMENSION, expected))
+            atol=ATOL, diagnoses=diagnoses,
+            measured=ratio_message(KL_PART, LATENT_DIMENSION, expected, (BATCH, MU_KL.shape[1], MU_KL.numel())))
 
 
 def test_bce_term_alone(student, reference):
     """With μ = 0 and logvar = 0 (KL = 0) the loss is exactly the BCE summed over all pixels.
 
+    The BCE part is measured as loss(reconstructed, x, 0, 0) − loss(x′, x′, 0, 0) for binary x′ (a perfect
+    reconstruction, where BCE = 0), so that a KL term that is not 0 at (0, 0) (``test_sign_and_minimum``
+    charges it) is not blamed on the BCE as well.
+
     ja: μ = 0、logvar = 0（KL = 0）のとき、損失は全ピクセルについて和をとった BCE そのものになる
     """
     expected = reference["vae_loss"](RECON, X, ZEROS, ZEROS)
+    at_zero = tensor(loss_of(student, X_BINARY, X_BINARY, ZEROS, ZEROS), "vae_loss", shape=())
+    expect(bool(torch.isfinite(at_zero)), t("再構成が完全で μ = 0、logvar = 0（BCE = 0、KL = 0）のとき、損失が {value} に"
+                                            "なっています。有限の値（0）になるはずです",
+                                            "for a perfect reconstruction with μ = 0 and logvar = 0 (BCE = 0 and KL = "
+                                            "0) the loss is {value}; it must be finite (0)", value=at_zero.item()))
     diagnoses = [
         (bce(RECON, X, "mean"), BCE_MEAN),
         (bce(RECON, X) / BATCH, t("BCE がバッチサイズで割られています。和を返してください",
@@ -178,8 +210,11 @@ def test_bce_term_alone(student, reference):
         (F.mse_loss(RECON, X, reduction="sum"), MSE_USED),
         (torch.zeros(()), BCE_MISSING),
     ]
-    compare(loss_of(student, RECON, X, ZEROS, ZEROS), expected, t("BCE 項", "the BCE term"), rtol=RTOL, atol=ATOL,
-            diagnoses=diagnoses, measured=ratio_message(BCE_PART, PIXEL, expected))
+    result = loss_of(student, RECON, X, ZEROS, ZEROS)
+    if isinstance(result.get("value"), torch.Tensor) and abs(at_zero.item()) > ATOL:
+        result = {**result, "value": result["value"] - at_zero.to(result["value"].dtype)}
+    compare(result, expected, t("BCE 項", "the BCE term"), rtol=RTOL, atol=ATOL, diagnoses=diagnoses,
+            measured=ratio_message(BCE_PART, PIXEL, expected, (BATCH, X[0].numel(), X.numel())))
 
 
 def test_sign_and_minimum(student):

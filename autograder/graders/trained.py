@@ -30,11 +30,13 @@ def check_score(trained: TrainedModel, question: str, calibration: dict, picture
     spread, target_spread = trained.images.double().std(dim=0).mean().item(), x_eval.double().std(dim=0).mean().item()
     expect(spread >= CONSTANT_FRACTION * target_spread,
            t("{model}.decoder が z を無視しています。異なる 2,000 個の潜在変数からデコードした画像がほとんど同じです"
-             "（画素値のばらつきは平均 {spread:.3g}、評価用画像では {target:.3g}）。画像は潜在変数だけから計算する"
-             "必要があり、forward が保存しておいたものを使ってはいけません",
+             "（画素値のばらつきは平均 {spread:.3g}、評価用画像では {target:.3g}）。デコーダの出力は z に依存しなければ"
+             "なりません（出力が一定になる層、例えば入力がすべて 0 以下の ReLU が Sigmoid の前にある、あるいは z ではなく "
+             "forward が保存しておいたものから画像を作っている、など）",
              "{model}.decoder ignores z: the images decoded from 2,000 different latents are almost identical "
-             "(their pixels vary by {spread:.3g} on average; the held-out images by {target:.3g}). The image "
-             "must be computed from the latent alone, not from anything forward stored",
+             "(their pixels vary by {spread:.3g} on average; the held-out images by {target:.3g}). The decoder's "
+             "output must depend on z (e.g. a layer with a constant output, such as a ReLU whose inputs are all "
+             "≤ 0 in front of the Sigmoid, or an image made from something forward stored instead of z)",
              model=budget["model"], spread=spread, target=target_spread))
     score = held_out_score(budget["kind"], trained.images, trained.latents, x_eval, budget["model"])
     figures = calibration["questions"][question]
