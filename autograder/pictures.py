@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from autograder.i18n import Message
 
 DPI = 72
+SCALE = 2  # image_rows: screen pixels per image pixel
+GAP = 2  # image_rows: white pixels between images
 
 
 def _png(figure) -> str:
@@ -41,7 +43,7 @@ def _figure(width: float, height: float):
 
 
 def _image(tensor: torch.Tensor) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> what imshow takes (H, W) or (H, W, 3)."""
+    """(C, H, W) in [0, 1] -> an array (H, W), or (H, W, 3) for colour images."""
     array = tensor.detach().float().clamp(0, 1).cpu().numpy()
     return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)
 
@@ -54,21 +56,30 @@ def _as_images(batch: torch.Tensor) -> torch.Tensor:
     return batch.unsqueeze(1) if batch.dim() == 3 else batch
 
 
-def image_rows(rows: list[tuple[str, torch.Tensor]], n: int = 8) -> str:
-    """Rows of ``n`` images each, labelled on the left (e.g. the held-out digits, then their reconstructions)."""
-    figure = _figure(n * 0.9 + 1.6, len(rows) * 0.95)
-    grid = figure.add_gridspec(len(rows), n, left=1.5 / (n * 0.9 + 1.6), right=0.99, top=0.98, bottom=0.02,
-                               wspace=0.05, hspace=0.08)
-    for r, (label, images) in enumerate(rows):
-        images = _as_images(images)
-        for c in range(min(n, len(images))):
-            axis = figure.add_subplot(grid[r, c])
-            axis.imshow(_image(images[c]), cmap="gray", vmin=0, vmax=1)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if c == 0:
-                axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    return _png(figure)
+def image_rows(rows: list[torch.Tensor], n: int = 8) -> str:
+    """Rows of ``n`` images each (e.g. held-out digits over what the decoder drew from their latents), tiled on a
+    white grid with numpy and each pixel drawn as ``SCALE`` × ``SCALE``; the caption says what each row is.
+
+    Tiled directly rather than through matplotlib: 16 small axes cost about 0.4 s a picture, this about 10 ms.
+    """
+    from PIL import Image
+
+    tiles = [_as_images(images)[:n] for images in rows]
+    shapes = {tuple(images.shape[1:]) for images in tiles}
+    if len(shapes) != 1:
+        raise ValueError(f"rows of images of different shapes: {sorted(shapes)}")
+    channels, height, width = shapes.pop()
+    canvas = np.ones((len(tiles) * (height + GAP) + GAP, n * (width + GAP) + GAP, 3))
+    for r, images in enumerate(tiles):
+        for c, image in enumerate(images):
+            top, left = GAP + r * (height + GAP), GAP + c * (width + GAP)
+            pixels = _image(image)
+            canvas[top:top + height, left:left + width] = pixels[..., None] if pixels.ndim == 2 else pixels
+    picture = Image.fromarray(np.round(np.nan_to_num(canvas) * 255).astype(np.uint8))
+    picture = picture.resize((picture.width * SCALE, picture.height * SCALE), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def scatter(latents: torch.Tensor, colours: torch.Tensor, title: str, legend: str) -> str:
@@ -107,7 +118,7 @@ def add_trained(pictures: list[dict], question: str, model: str, x_eval: torch.T
     add(pictures, question, t("上段: 評価用の画像、下段: その潜在変数から {model}.decoder が描いた画像",
                               "top: held-out images; bottom: what {model}.decoder drew from their latents",
                               model=model),
-        lambda: image_rows([("held-out", x_eval[:8]), ("decoded", trained.images[:8])]))
+        lambda: image_rows([x_eval[:8], trained.images[:8]]))
     if trained.latents and trained.latents[0].dim() == 2 and trained.latents[0].shape[1] >= 2:
         add(pictures, question, t("評価用の画像 {n} 枚の潜在変数（色は数字のラベル）",
                                   "the latents of {n} held-out images, coloured by digit", n=len(labels)),
@@ -116,4 +127,4 @@ def add_trained(pictures: list[dict], question: str, model: str, x_eval: torch.T
         images = trained.prior_images
         add(pictures, question, t("z ~ N(0, I) から {model}.decoder が描いた画像", "what {model}.decoder draws from "
                                   "z ~ N(0, I)", model=model),
-            lambda: image_rows([("z ~ N(0, I)", images[:8]), ("", images[8:16])]))
+            lambda: image_rows([images[:8], images[8:16]]))

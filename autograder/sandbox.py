@@ -105,9 +105,7 @@ def prepare_training_data(folder: Path, datasets: list[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name in datasets:
         path = folder / f"{name}.safetensors"
-        source = labtools.data_dir() / labtools._SPECS[name][1]
-        fingerprint = ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-                               for p in sorted(source.glob("*")) if p.is_file())
+        fingerprint = source_fingerprint(name)
         if path.exists():
             with safe_open(str(path), "pt") as existing:
                 if (existing.metadata() or {}).get("source") == fingerprint:
@@ -119,6 +117,16 @@ def prepare_training_data(folder: Path, datasets: list[str]) -> Path:
         partial.replace(path)
     _readable(folder)
     return folder
+
+
+def source_fingerprint(name: str) -> str:
+    """The names, sizes and times of dataset ``name``'s files under DATA_DIR: a cache made from them is current."""
+    from autograder import config
+
+    labtools = config.labtools()
+    source = labtools.data_dir() / labtools._SPECS[name][1]
+    return ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(source.glob("*"))
+                    if p.is_file())
 
 
 def training_data_cache() -> Path:

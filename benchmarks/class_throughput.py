@@ -9,7 +9,10 @@ template and six typical bugs, in turn) with ``python -m autograder grade`` and 
   start-up and imports, torch included);
 * each training question's train, encode and decode steps (the grader's own loop in the sandbox; the
   two workers train two models at once, so the steps overlap);
-* the sandbox start: a worker started, torch imported inside it, first answer (measured apart).
+* the sandbox start: a worker started, torch imported inside it, first answer (measured apart);
+* the CPU-seconds the whole machine spent per submission (``/proc/stat``, Linux; meaningful only on an
+  otherwise idle machine), against the reference trainings' calibrated CPU-seconds: the ceiling on
+  submissions per minute is the CPU count × 60 over that figure.
 
 Run from the repository root (a class of 16 takes about 6 minutes on a 2-core CPU)::
 
@@ -68,6 +71,17 @@ def sandbox_start_seconds(device: str, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU-seconds the whole machine has spent busy since boot (user, nice, system, irq, softirq, steal), or None
+    where there is no /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -92,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         command += ["--per-gpu", str(args.per_gpu)] if args.per_gpu else []
         command += ["-k", args.select] if args.select else []
         print("$", " ".join(command[1:]), flush=True)
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), busy_cpu_seconds()
         process = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - started
+        wall, cpu_after = time.perf_counter() - started, busy_cpu_seconds()
         if process.returncode != 0:
             print(process.stdout[-2000:], process.stderr[-2000:], file=sys.stderr)
             return 1
@@ -121,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
           f"(min {min(runner):.1f}, max {max(runner):.1f}); its checks: median {statistics.median(checks):.1f} s")
     print(f"  before grading (Python start-up, imports incl. torch): median {statistics.median(startup):.1f} s")
     print(f"  sandbox start to first answer (measured apart): median {start:.2f} s")
+    if cpu_before is not None and cpu_after is not None:
+        from autograder import config
+
+        per = (cpu_after - cpu_before) / args.n
+        trainings = sum(q.get("train_seconds_mean", 0.0) for q in config.calibration(args.device)["questions"].values())
+        print(f"  CPU: {per:.1f} CPU-s per submission, machine-wide (the reference's three trainings alone: "
+              f"{trainings:.1f} CPU-s); ceiling on this machine: {60 * (os.cpu_count() or 1) / per:.2f} submissions/min")
     print("  training pipeline (two lanes at once; each step's own seconds):")
     for step, seconds in sorted(steps.items()):
         print(f"    {step:28} median {statistics.median(seconds):6.1f} s   max {max(seconds):6.1f} s")
