@@ -186,10 +186,14 @@ def test_empty_cluster_keeps_its_centroid(student):
                                                     "a centroid became NaN or inf: a cluster with no points divides "
                                                     "by zero (keep its old centroid: torch.where(counts > 0, ...))"))
     away = torch.cdist(centroids.double(), FEW_LOCATIONS.double()).min(dim=1).values
-    expect(bool((away < 1e-4).all()), t("重心がデータから離れてしまいました。点のないクラスタは 0 などに動かさず、前の"
-                                        "重心を保つ必要があります（ノートブックで決めた規則です）",
-                                        "a centroid left the data: a cluster with no points must keep its previous "
-                                        "centroid (the notebook's rule), not move to 0 or anywhere else"))
+    expect(bool((away < 1e-4).all()), t("点は 3 か所にしかないのに、どの点の位置にもない重心があります。点が割り当て"
+                                        "られなかったクラスタは 0 などに動かさず前の重心を保ち（ノートブックで決めた"
+                                        "規則: torch.where(counts > 0, ...)）、初期重心はどれもデータ点でなければ"
+                                        "なりません（k-means++）",
+                                        "a centroid is at none of the 3 places where the points are: a cluster that "
+                                        "gets no points must keep its previous centroid (the notebook's rule: "
+                                        "torch.where(counts > 0, …)), not move to 0 or anywhere else, and every "
+                                        "initial centroid must be a data point (k-means++)"))
     expect(torch.equal(centroids[labels].double(), FEW_POINTS.double()),
            t("各点は最終的に、その点の位置にある重心に割り当てられる必要があります",
              "each point must end at its own location's centroid"))

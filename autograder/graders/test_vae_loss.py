@@ -229,6 +229,11 @@ def test_sign_and_minimum(student):
                                           "(KL(0, 0) = 0), it is {value:.4g}", value=at_zero.item()))
     moved = tensor(loss_of(student, X_BINARY, X_BINARY, torch.ones(BATCH, 2), ZEROS), "vae_loss", shape=())
     # KL(μ = 1, logvar = 0) = ½·Σμ² = 16 here: far above the tolerance
+    expect(abs(moved.item() - at_zero.item()) > ATOL,
+           t("μ を 0 から動かしても損失が変わりません（{value:.4g} のまま）。KL 項が抜けているか、μ に依存していません"
+             "（和の中の − μ²）",
+             "the loss does not change when μ moves away from 0 (it stays {value:.4g}): the KL term is missing or "
+             "does not depend on μ (the − μ² inside the sum)", value=moved.item()))
     expect(moved.item() > at_zero.item() + ATOL,
            t("μ が 0 から離れると損失は大きくなるはずです（{before:.4g} から {after:.4g} に変化しました）。KL 項の"
              "符号を確認してください",
