@@ -41,9 +41,13 @@ sys.path.insert(0, str(ROOT))
 EXAMPLES = ROOT / "examples" / "submitted"
 
 
-def make_class(folder: Path, n: int) -> list[str]:
-    """``n`` submissions in nbgrader's layout, copies of the example students in turn."""
+def make_class(folder: Path, n: int, only: str | None = None) -> list[str]:
+    """``n`` submissions in nbgrader's layout, copies of the example students in turn (or of ``only``)."""
     students = sorted(p.name for p in EXAMPLES.iterdir() if (p / "autoencoders").is_dir())
+    if only is not None:
+        if only not in students:
+            raise SystemExit(f"error: no example student {only!r}; there are: {', '.join(students)}")
+        students = [only]
     names = []
     for index in range(n):
         name = f"{students[index % len(students)]}-{index:03d}"
@@ -92,13 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-gpu", type=int, default=0, help="runners per GPU (CUDA; default: the grader's)")
     parser.add_argument("-k", dest="select", help="only the checks matching this pytest -k expression")
     parser.add_argument("--keep", type=Path, help="keep the graded class in this folder")
+    parser.add_argument("--student", metavar="NAME", help="copies of this example student only (e.g. reference: "
+                                                           "one full submission's cost)")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("--n must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
         folder = args.keep or Path(tmp)
-        names = make_class(folder / "submitted", args.n)
+        names = make_class(folder / "submitted", args.n, args.student)
         command = [sys.executable, "-m", "autograder", "grade", str(folder / "submitted"), "--out",
                    str(folder / "grades"), "--device", args.device]
         command += ["--backend", args.backend] if args.backend != "local" else []
