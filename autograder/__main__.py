@@ -75,6 +75,9 @@ def grade_command(args: argparse.Namespace) -> int:
     except (RubricError, ClusterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {out / 'grades.csv'} and the feedback files were left as they were", file=sys.stderr)
+        return 130
     questions = config.questions()
     try:
         everyone = gradesheet.update(out, results, list(questions))
