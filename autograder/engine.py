@@ -27,6 +27,7 @@ ASSIGNMENT = "autoencoders"
 RUNNER_TIMEOUT_S = 3600
 RUNNER = (sys.executable, "-m", "autograder.runner")
 PER_GPU = 4  # submissions sharing one GPU with the Ray backend, by default
+MAX_NOTEBOOK_BYTES = 64 * 2**20  # the lab's notebook with all its figures is about 1 MB
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,15 @@ def _pick_notebook(folder: Path) -> Path | None:
     return preferred if preferred in notebooks else (notebooks[0] if notebooks else None)
 
 
+def _student_id(name: str, source: Path) -> str:
+    """``name`` as a student id: it names an output folder, so it is never hidden nor a path step (``..``), and
+    it is the first cell of a grades.csv row, so it never starts as a spreadsheet formula (``=``, ``+``, ``-``, ``@``)."""
+    if not name or name[0] in ".=+-@":
+        raise BadInput(f"{source}: {name!r} cannot be a student id (a hidden name, a path step such as '..', or "
+                       f"a spreadsheet formula); rename it")
+    return name
+
+
 def discover(paths: list[Path]) -> list[Submission]:
     """The submissions under ``paths``, sorted by student id; raises :class:`BadInput` with a one-line reason."""
     found: dict[str, Submission] = {}
@@ -53,22 +63,25 @@ def discover(paths: list[Path]) -> list[Submission]:
             if path.suffix != ".ipynb":
                 raise BadInput(f"{path} is not a notebook (.ipynb)")
             parts = path.resolve().parts
-            student = parts[-3] if len(parts) >= 3 and parts[-2] == ASSIGNMENT else path.stem
+            student = _student_id(parts[-3] if len(parts) >= 3 and parts[-2] == ASSIGNMENT else path.stem, path)
             found[student] = Submission(student, path)
         elif path.is_dir():
             # submitted/ (one folder per student), one student's folder submitted/<student_id>, or its autoencoders/
             if path.resolve().name == ASSIGNMENT and _pick_notebook(path) is not None:
-                found[path.resolve().parent.name] = Submission(path.resolve().parent.name, _pick_notebook(path))
+                student = _student_id(path.resolve().parent.name, path)
+                found[student] = Submission(student, _pick_notebook(path))
                 continue
             students = [path] if (path / ASSIGNMENT).is_dir() else [
                 d for d in sorted(path.iterdir()) if (d / ASSIGNMENT).is_dir()]
             for student_dir in students:
                 notebook = _pick_notebook(student_dir / ASSIGNMENT)
                 if notebook is not None:
-                    found[student_dir.name] = Submission(student_dir.name, notebook)
+                    student = _student_id(student_dir.resolve().name, student_dir)
+                    found[student] = Submission(student, notebook)
             if not students:
                 for notebook in sorted(path.glob("*.ipynb")):
-                    found[notebook.stem] = Submission(notebook.stem, notebook)
+                    if not notebook.name.startswith("."):  # hidden, as in _pick_notebook (a "...ipynb" is not "..")
+                        found[_student_id(notebook.stem, notebook)] = Submission(notebook.stem, notebook)
         else:
             raise BadInput(f"{path} does not exist")
     if not found:
@@ -128,8 +141,26 @@ def finish(submission: Submission, out: Path, outcome: RunnerOutcome) -> dict[st
     return {**outcome.result, "notebook": str(submission.notebook)}
 
 
+class NotebookTooLarge(OSError):
+    """A submitted file over :data:`MAX_NOTEBOOK_BYTES`: it is not read at all."""
+
+
+def read_notebook(submission: Submission) -> bytes:
+    """The submitted file's bytes; raises :class:`NotebookTooLarge` (before reading) or another OSError."""
+    size = submission.notebook.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise NotebookTooLarge(f"{size / 2**20:.0f} MB")
+    return submission.notebook.read_bytes()
+
+
 def unreadable(submission: Submission, error: OSError) -> dict[str, Any]:
-    """The result of a submission whose file the driver could not read."""
+    """The result of a submission whose file the driver could not read (or would not: too large)."""
+    if isinstance(error, NotebookTooLarge):
+        return runner_error(submission, t("提出されたファイルが大きすぎます（{size}、上限 {limit} MB）。出力の画像を減らして"
+                                          "保存し直してください",
+                                          "the submitted file is too large ({size}; the limit is {limit} MB): clear "
+                                          "some outputs and save it again", size=str(error),
+                                          limit=MAX_NOTEBOOK_BYTES // 2**20))
     return runner_error(submission, t("提出されたファイルを読み込めませんでした（{error}）",
                                       "the submitted file could not be read ({error})", error=type(error).__name__))
 
@@ -137,7 +168,7 @@ def unreadable(submission: Submission, error: OSError) -> dict[str, Any]:
 def run_one(submission: Submission, out: Path, options: list[str]) -> dict[str, Any]:
     """Grade one submission in a runner process on this machine; a runner that fails yields a result saying so."""
     try:
-        notebook = submission.notebook.read_bytes()
+        notebook = read_notebook(submission)
     except OSError as error:
         return unreadable(submission, error)
     return finish(submission, out, run_runner(submission.notebook.name, notebook, options))

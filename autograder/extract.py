@@ -82,6 +82,9 @@ def extract_cells(notebook: dict) -> Extraction:
         except (ValueError, TypeError, AttributeError) as error:  # null bytes, a source that is not text
             result.skipped.append((index, f"unreadable cell source ({type(error).__name__})"))
             continue
+        except (RecursionError, MemoryError):  # e.g. 1+1+…+1 or - - … -1: the parser's own depth limit
+            result.skipped.append((index, "too deeply nested to parse"))
+            continue
         if code.strip():
             result.cells.append((index, code))
     return result

@@ -53,8 +53,10 @@ This is a static check: it stops the usual ways of wrapping a library and makes 
 conspicuous, but it is not a sandbox. It cannot see code outside the notebook (a module shipped
 beside it, or written by a ``%%writefile`` cell, that wraps the library; a third-party package that
 re-exports it), re-exports of the library through other modules' attributes, or every reflective
-trick Python offers. A runtime guard in the sandbox (refusing to import the forbidden modules
-while the student's function runs) is the complement that closes those.
+trick Python offers. The worker's run-time watch (:mod:`autograder.sandboxed.watch`) is the
+complement that closes those: it records any code of the forbidden packages that the student's
+function runs, however it was reached. The calls that could unhook that watch or run code out of its
+sight (``sys.setprofile``, ``sys.settrace``, ``os.fork``, process pools, ``sys.path``) are dynamic code here.
 """
 from __future__ import annotations
 
@@ -79,7 +81,13 @@ DYNAMIC_MODULES: tuple[str, ...] = (
     *(f"os.{name}" for name in ("execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe",
                                  "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp",
                                  "spawnvpe")),
-    "sys.modules", "sys._getframe", "sys.meta_path", "sys.path_hooks", "sys.path_importer_cache",
+    "sys.modules", "sys._getframe", "sys.meta_path", "sys.path", "sys.path_hooks", "sys.path_importer_cache",
+    # the profile and trace hooks are how the worker watches which code kmeans runs (sandboxed/probes.py)
+    "sys.setprofile", "sys.getprofile", "sys.settrace", "sys.gettrace", "threading.setprofile",
+    "threading.settrace", "threading.setprofile_all_threads", "threading.settrace_all_threads", "site",
+    # a child process runs code that the worker does not watch
+    "os.fork", "os.forkpty", "os.register_at_fork", "concurrent.futures.process",
+    "concurrent.futures.ProcessPoolExecutor",
     "operator.attrgetter", "operator.methodcaller", "types.FunctionType", "types.CodeType",
     "types.ModuleType", "types.LambdaType",
 )

@@ -161,7 +161,7 @@ def grade_all(submissions: list[Submission], out: Path, *, jobs: int, options: l
         task = ray.remote(grade_on_node).options(max_retries=retries, retry_exceptions=[OSError], **resources)
         for submission in submissions:
             try:
-                notebook = submission.notebook.read_bytes()
+                notebook = engine.read_notebook(submission)
             except OSError as error:
                 results[submission.student_id] = engine.score(engine.unreadable(submission, error), questions)
                 continue

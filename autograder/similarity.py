@@ -147,7 +147,7 @@ def _binders(source: str) -> tuple[set[str], set[str], set[tuple[int, int]], boo
                     or not lines[error.lineno - 1].strip():
                 return None
             lines[error.lineno - 1] = ""
-        except ValueError:  # null bytes
+        except (ValueError, RecursionError, MemoryError):  # null bytes; nesting deeper than the parser's limit
             return None
     names: set[str] = set()
     attributes: set[str] = set()
@@ -326,8 +326,8 @@ def load_students(submissions: list[engine.Submission], template: Template) -> l
     for submission in tqdm(submissions, desc="reading", unit="notebook", file=sys.stderr,
                            disable=len(submissions) < 50):
         try:
-            notebook = json.loads(submission.notebook.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
+            notebook = json.loads(engine.read_notebook(submission).decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as error:
             students.append(Student(submission.student_id, problem=f"not a readable notebook ({error})"))
             continue
         students.append(student_from_notebook(submission.student_id, notebook, template))

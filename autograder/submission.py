@@ -64,7 +64,7 @@ def read_notebook(context: Context) -> None:
         notebook = json.loads(context.notebook_path.read_text(encoding="utf-8"))
         if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
             raise ValueError("no list of cells")
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:  # RecursionError: [[[[…]]]]
         reason = error.msg if isinstance(error, json.JSONDecodeError) else type(error).__name__
         context.notebook_error = t("提出されたファイルはノートブックとして読み込めません（{error}: {reason}）",
                                    "the submitted file is not a readable notebook ({error}: {reason})",

@@ -321,6 +321,32 @@ def kmeans(x, n_clusters, n_iters=100, seed=0):
     return torch.as_tensor(model.labels_), torch.as_tensor(model.cluster_centers_, dtype=x.dtype)
 '''
 
+# The source policy does not see KMeans reached through scikit-learn's registry of estimators (sklearn.utils is
+# allowed); the worker's run-time watch sees KMeans.fit run.
+REGISTRY_KMEANS = r'''
+import torch
+from sklearn.utils import all_estimators
+
+
+def kmeans(x, n_clusters, n_iters=100, seed=0):
+    model = dict(all_estimators())["KMeans"](n_clusters=n_clusters, n_init=10, random_state=seed).fit(x.numpy())
+    return torch.as_tensor(model.labels_), torch.as_tensor(model.cluster_centers_, dtype=x.dtype)
+'''
+
+# A module written into the sandbox's /tmp at run time, out of the source policy's sight: /tmp (the worker's
+# working folder) is not on sys.path, so the import fails.
+SMUGGLED_KMEANS = r'''
+import torch
+
+
+def kmeans(x, n_clusters, n_iters=100, seed=0):
+    with open("/tmp/smuggled.py", "w") as file:
+        file.write("from sklearn.clu" + "ster import KMeans\n")
+    import smuggled
+    model = smuggled.KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(x.numpy())
+    return torch.as_tensor(model.labels_), torch.as_tensor(model.cluster_centers_, dtype=x.dtype)
+'''
+
 FORK_BOMB = r'''
 import os
 import time
@@ -386,7 +412,8 @@ CLASSES = {
     "concurrent": ({"reference": None, "fork_bomb": FORK_BOMB, "memory_hog": MEMORY_HOG, "dev_fill": DEV_FILL},
                    "reparameterize", ["--jobs", "4", "--memory-gb", str(MEMORY_GB)]),
     # --lang en: one rendering of each message (the default, both, shows the same student text once per language)
-    "side_channels": ({"leaky": LEAKY, "wrapper": WRAPPER_KMEANS}, "reparameterize or kmeans or notebook_shows",
+    "side_channels": ({"leaky": LEAKY, "wrapper": WRAPPER_KMEANS, "registry": REGISTRY_KMEANS,
+                       "smuggler": SMUGGLED_KMEANS}, "reparameterize or kmeans or notebook_shows",
                       ["--jobs", "2", "--lang", "en"]),
 }
 
@@ -601,7 +628,21 @@ def test_kmeans_wrapping_scikit_learn_scores_zero(graded):
     policy = [test for test in kmeans.values() if "sklearn.cluster.KMeans" in test["output"]]
     assert len(policy) == 1 and policy[0]["status"] == "failed"
     clustering = [test for name, test in kmeans.items() if "blobs" in name or "inertia" in name]
-    assert len(clustering) == 2 and all(test["status"] == "passed" for test in clustering)  # it does cluster well
+    assert len(clustering) == 2 and all("ran code from a forbidden package (sklearn.cluster (_kmeans.py: "
+                                        in test["output"] for test in clustering), clustering
+
+
+def test_kmeans_reaching_scikit_learn_out_of_the_source_checks_sight_scores_zero(graded):
+    """KMeans taken from scikit-learn's estimator registry passes the source policy, but the run-time watch sees
+    KMeans.fit run; a module written to /tmp at run time cannot be imported."""
+    results, _ = _results(graded, "side_channels")
+    for student, words in (("registry", "ran code from a forbidden package (sklearn.cluster"),
+                           ("smuggler", "ModuleNotFoundError")):
+        kmeans = {name: test for name, test in _checks(results[student]).items() if name.startswith("kmeans:")}
+        policy = [test for test in kmeans.values() if "ready-made implementation" in test["name"]]
+        assert len(policy) == 1 and policy[0]["status"] == "passed", policy  # the source check saw nothing
+        others = [test for test in kmeans.values() if test not in policy]
+        assert len(others) >= 5 and all(test["score"] == 0 and words in test["output"] for test in others), others
 
 
 def test_an_empty_png_is_not_a_figure(graded):

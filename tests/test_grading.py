@@ -216,6 +216,28 @@ def test_discover_accepts_the_documented_paths(tmp_path):
         discover([tmp_path / "submitted" / "amy" / "autoencoders" / "notes.txt"])
 
 
+def test_a_file_name_cannot_make_the_grader_write_outside_its_output_folder(tmp_path):
+    """A student id names the folder under --out that gets grader.log, results.json and feedback.html, so a
+    notebook called "...ipynb" (stem "..") must not become student "..": hidden notebooks are skipped in a
+    folder, and named on their own they are refused in one line; so is a name a spreadsheet would run."""
+    from autograder.engine import BadInput, discover
+
+    (tmp_path / "loose").mkdir()
+    for name in ("carol.ipynb", "...ipynb", "..ipynb", ".hidden.ipynb"):
+        (tmp_path / "loose" / name).write_text("{}")
+    assert [s.student_id for s in discover([tmp_path / "loose"])] == ["carol"]
+    with pytest.raises(BadInput, match="cannot be a student id"):
+        discover([tmp_path / "loose" / "...ipynb"])
+    (tmp_path / "loose" / "=HYPERLINK(0).ipynb").write_text("{}")  # the first cell of its grades.csv row
+    with pytest.raises(BadInput, match="spreadsheet formula"):
+        discover([tmp_path / "loose"])
+    hidden = tmp_path / "submitted" / ".x" / "autoencoders"
+    hidden.mkdir(parents=True)
+    (hidden / "autoencoders.ipynb").write_text("{}")
+    with pytest.raises(BadInput, match="cannot be a student id"):
+        discover([tmp_path / "submitted"])
+
+
 def test_a_failed_runner_scores_zero_with_its_reason(tmp_path):
     """If grading one submission fails outright, that student gets 0 and the reason; nothing else is affected."""
     from autograder.engine import score
@@ -260,3 +282,21 @@ def test_trainings_are_split_so_both_workers_stay_busy():
     assert split_lanes({"conv_vae": 3.0}) == {"conv_vae": "student"}  # one training: the student's worker
     assert split_lanes({"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}) == {"a": "encoder", "b": "student", "c": "encoder",
                                                                      "d": "student"}
+
+
+def test_a_huge_or_deeply_nested_file_scores_zero_with_its_reason(tmp_path):
+    """A file over the size limit is not even read (a sparse 1 GB file here); JSON nested past Python's
+    recursion limit is "not a readable notebook", like any other broken file."""
+    from autograder import engine
+    from autograder.submission import Context, read_notebook
+
+    huge = tmp_path / "huge.ipynb"
+    with open(huge, "wb") as file:
+        file.truncate(2**30)
+    result = engine.run_one(engine.Submission("huge", huge), tmp_path / "out", [])
+    assert result["checks"] == [] and "too large (1024 MB; the limit is 64 MB)" in result["runner_error_en"], result
+    deep = tmp_path / "deep.ipynb"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    context = Context(deep, tmp_path, None, tmp_path / "log")
+    read_notebook(context)
+    assert context.notebook is None and "RecursionError" in context.notebook_error.en

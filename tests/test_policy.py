@@ -310,9 +310,14 @@ def test_a_bare_package_passed_around_is_found() -> None:
     (["m = kmeans.__globals__['KMeans']"], "the attribute .__globals__"),
     (["g = getattr", "m = g(sklearn, 'cluster')"], "getattr as a value"),
     (["m = pickle.loads(b'csklearn.cluster\\nKMeans\\n.')"], "uses pickle.loads"),
+    (["sys.path.insert(0, '/tmp')", "import h", "m = h"], "uses sys.path"),  # a module kmeans wrote itself
+    (["sys.setprofile(None)", "m = 0"], "uses sys.setprofile"),  # unhooks the worker's run-time watch
+    (["m = os.fork()"], "uses os.fork"),  # a child process is not watched
+    (["from concurrent.futures import ProcessPoolExecutor", "m = ProcessPoolExecutor"], "ProcessPoolExecutor"),
 ])
 def test_dynamic_code_inside_kmeans_is_found(lines: list[str], words: str) -> None:
-    imports = "import sys\nimport pickle\nimport importlib\nfrom importlib import import_module\nimport sklearn\nimport torch"
+    imports = ("import os\nimport sys\nimport pickle\nimport importlib\nfrom importlib import import_module\n"
+               "import sklearn\nimport torch")
     findings = check(imports, kmeans_body(*lines, "return m"))
     assert any(words in f and f.startswith("kmeans ") for f in findings), findings
 

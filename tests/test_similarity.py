@@ -228,3 +228,11 @@ def test_finds_a_planted_copy_among_500_students() -> None:
     assert {pairs[0].a.student_id, pairs[0].b.student_id} == {"s123", "s499"} and pairs[0].overall == 1.0
     assert pairs[1].overall < 0.5
     assert elapsed < 60, f"the pairwise step took {elapsed:.1f} s"
+
+
+def test_a_region_nested_past_the_parsers_limit_is_still_read() -> None:
+    """`1+1+…+1` (300,000 terms) makes the parser raise RecursionError: the region is read as tokens only."""
+    template = similarity.load_template(similarity.TEMPLATE)
+    region = similarity.fingerprint("def kmeans(x):\n    return " + "+".join(["1"] * 300_000) + "\n", template,
+                                    "kmeans")
+    assert not region.parses and region.fingerprints

@@ -35,9 +35,21 @@ FEW_LOCATIONS = torch.tensor([[5.0, 5.0], [-5.0, 5.0], [5.0, -5.0]])  # 3 distin
 FEW_POINTS = FEW_LOCATIONS.repeat_interleave(torch.tensor([15, 15, 10]), dim=0)
 
 
+FORBID = config.questions()["kmeans"]["policy"]["forbid"]
+
+
 def run_kmeans(student, x: torch.Tensor, k: int, *, seed: int = 0, torch_seed: int = 0):
-    """The student's (labels, centroids) values, after the layered type and shape checks."""
-    result = student.request("call", name="kmeans", args=[x, k], kwargs={"seed": seed}, seed=torch_seed)
+    """The student's (labels, centroids) values, after the layered type and shape checks; a run that entered
+    a forbidden package's code (the worker's run-time watch, the complement of the source policy) fails."""
+    result = student.request("call", name="kmeans", args=[x, k], kwargs={"seed": seed}, seed=torch_seed,
+                             forbid=FORBID)
+    ran = result.get("forbidden")
+    expect(ran != "unhooked", t("kmeans の実行中に、実行を監視するフックが外されました（sys.setprofile など）",
+                                "while kmeans ran, the grader's run-time watch was unhooked (sys.setprofile or alike)"))
+    expect(ran is None, t("kmeans が禁止されたパッケージのコードを実行しました（{code}）。この課題では PyTorch で自分で"
+                          "実装することが求められています",
+                          "kmeans ran code from a forbidden package ({code}); the lab asks for your own PyTorch "
+                          "implementation", code=ran))
     labels, centroids = items(result, "kmeans", 2, "labels, centroids")
     labels = tensor(labels, "labels", shape=(len(x),), dtypes=INTEGER_DTYPES).long()
     centroids = tensor(centroids, "centroids", shape=(k, x.shape[1]))

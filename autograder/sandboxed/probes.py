@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sandboxed import trusted, training
+from sandboxed import trusted, training, watch
 
 PROBES: dict[str, Callable[..., Any]] = {}
 
@@ -106,12 +106,14 @@ def environment(namespace: dict) -> dict:
 
 @probe
 def call(namespace: dict, name: str, args: list, kwargs: dict | None = None, seed: int = 0,
-         device: str = "cpu") -> dict:
-    """``name(*args, **kwargs)`` after ``torch.manual_seed(seed)``: the result and its description."""
+         device: str = "cpu", forbid: list[str] | None = None) -> dict:
+    """``name(*args, **kwargs)`` after ``torch.manual_seed(seed)``: the result and its description; with
+    ``forbid``, also ``"forbidden"``: the first code of those packages that the call ran (:mod:`sandboxed.watch`)."""
     function = lookup(namespace, name)
     torch.manual_seed(seed)
-    result = function(*_moved(args, _device(device)), **(kwargs or {}))
-    return {"value": plain(result), "info": describe(result)}
+    with watch.watching(forbid or []) as forbidden:
+        result = function(*_moved(args, _device(device)), **(kwargs or {}))
+    return {"value": plain(result), "info": describe(result), "forbidden": forbidden[0] if forbidden else None}
 
 
 @probe

@@ -87,7 +87,17 @@ def load_cells(cells: list, namespace: dict) -> dict:
     return {"defined": defined, "failed": failed}
 
 
+def _no_import_from_the_working_folder() -> None:
+    """``python -m`` puts the working folder first on ``sys.path``; in the sandbox that is the writable ``/tmp``,
+    so a function could write ``/tmp/helper.py`` (or a ``/tmp/tqdm.py`` that shadows a real package) and import
+    it, out of the source check's sight. Only read-only folders stay on the path."""
+    here = os.getcwd()
+    if sys.path and sys.path[0] in ("", here) and here not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        del sys.path[0]
+
+
 def main() -> None:
+    _no_import_from_the_working_folder()
     if "--sandboxed" in sys.argv[1:]:
         drop_privileges()
     answers = os.fdopen(os.dup(1), "wb")
