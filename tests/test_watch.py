@@ -5,6 +5,7 @@ Run here in-process, as the worker runs it; tests/test_attacks.py grades such no
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 import threading
 
 import numpy as np
@@ -76,3 +77,30 @@ def test_a_function_that_unhooks_the_watch_is_reported():
     with watching(FORBID) as seen:
         sys.setprofile(None)
     assert seen == ["unhooked"]
+
+
+def test_a_result_that_runs_kmeans_when_it_is_read_is_named_and_sent_as_a_plain_tensor():
+    """A Tensor subclass whose __torch_function__ runs KMeans only when the worker reads the result: reading
+    happens inside the watch, and what is sent back is a plain tensor that runs no student code later."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "autograder"))  # as the worker imports it
+    try:
+        from sandboxed import probes
+    finally:
+        sys.path.pop(0)
+    import torch
+    from sklearn.cluster import KMeans
+
+    class Lazy(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            KMeans(2, n_init=1).fit(POINTS)
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    def kmeans(x, n_clusters, n_iters=100, seed=0):
+        with torch._C.DisableTorchFunctionSubclass():
+            labels = torch.zeros(len(x), dtype=torch.long).as_subclass(Lazy)
+        return labels, torch.zeros(n_clusters, 2)
+
+    answer = probes.call({"kmeans": kmeans}, "kmeans", [torch.as_tensor(POINTS), 2], forbid=FORBID)
+    assert answer["forbidden"] and answer["forbidden"].startswith("sklearn.cluster"), answer["forbidden"]
+    assert type(answer["value"][0]) is torch.Tensor

@@ -60,7 +60,8 @@ def plain(value: Any) -> Any:
     """``value`` as plain data: tensors detached on the CPU, arrays as tensors, dicts with str keys,
     tuples as lists, other objects as None."""
     if isinstance(value, torch.Tensor):
-        return _sendable(value.detach().cpu().clone())
+        with torch._C.DisableTorchFunctionSubclass():  # a Tensor subclass's __torch_function__ is not run: what
+            return _sendable(value.detach().cpu().clone())  # comes out is a plain torch.Tensor
     if isinstance(value, np.ndarray) and value.dtype != object:
         return _sendable(torch.from_numpy(np.array(value)))
     if isinstance(value, (tuple, list)):
@@ -111,9 +112,10 @@ def call(namespace: dict, name: str, args: list, kwargs: dict | None = None, see
     ``forbid``, also ``"forbidden"``: the first code of those packages that the call ran (:mod:`sandboxed.watch`)."""
     function = lookup(namespace, name)
     torch.manual_seed(seed)
-    with watch.watching(forbid or []) as forbidden:
+    with watch.watching(forbid or []) as forbidden:  # what reading the result runs is watched too (lazy values)
         result = function(*_moved(args, _device(device)), **(kwargs or {}))
-    return {"value": plain(result), "info": describe(result), "forbidden": forbidden[0] if forbidden else None}
+        value, info = plain(result), describe(result)
+    return {"value": value, "info": info, "forbidden": forbidden[0] if forbidden else None}
 
 
 @probe
