@@ -22,8 +22,6 @@ two models at once, one per worker.
 """
 from __future__ import annotations
 
-import os
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,26 +61,16 @@ def held_out(dataset: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     Read from a uint8 copy of the test split kept beside the training data's cache, in a folder no sandbox
     mounts: about 10 ms, where torchvision's loader costs each runner about 1 s (mostly importing it).
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
-    from autograder.sandbox import source_fingerprint, training_data_cache
+    from autograder.sandbox import cache_split, training_data_cache
 
     folder = training_data_cache().parent / "held-out"
-    path, fingerprint = folder / f"{dataset}-test.safetensors", source_fingerprint(dataset)
-    if path.exists():
-        with safe_open(str(path), "pt") as cached:
-            current = (cached.metadata() or {}).get("source") == fingerprint
-        if current:
-            tensors = load_file(str(path))
-            return tensors["images"][:n].to(torch.float32).div_(255.0), tensors["labels"][:n].clone()
-    images, labels = config.labtools().load_dataset(dataset, train=False, device="cpu")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = folder / f".{dataset}.{os.getpid()}.{threading.get_ident()}.partial"
-    save_file({"images": (images * 255).round_().to(torch.uint8).contiguous(), "labels": labels.contiguous()},
-              str(partial), metadata={"source": fingerprint})
-    partial.replace(path)
-    return images[:n].clone(), labels[:n].clone()
+    path = folder / f"{dataset}-test.safetensors"
+    cache_split(path, dataset, train=False, labels=True)
+    tensors = load_file(str(path))
+    return tensors["images"][:n].to(torch.float32).div_(255.0), tensors["labels"][:n].clone()
 
 
 def held_out_images(dataset: str, n: int) -> torch.Tensor:

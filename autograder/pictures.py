@@ -30,7 +30,12 @@ def _png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"optimize": True})
     plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return _data_url(buffer)
+
+
+def _data_url(png: io.BytesIO) -> str:
+    """The PNG written into ``png`` as a ``data:`` URL for the feedback page."""
+    return "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii")
 
 
 def _figure(width: float, height: float):
@@ -79,7 +84,7 @@ def image_rows(rows: list[torch.Tensor], n: int = 8) -> str:
     picture = picture.resize((picture.width * SCALE, picture.height * SCALE), Image.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return _data_url(buffer)
 
 
 def scatter(latents: torch.Tensor, colours: torch.Tensor, title: str, legend: str) -> str:

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -95,28 +96,37 @@ def prepare_training_data(folder: Path, datasets: list[str]) -> Path:
     Only these files are mounted in the sandbox: the held-out split never is. A file already there is
     reused when it was made from the same source files (their sizes and times are in its metadata).
     """
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in datasets:
+        cache_split(folder / f"{name}.safetensors", name, train=True, labels=False)
+    _readable(folder)
+    return folder
+
+
+def cache_split(path: Path, name: str, *, train: bool, labels: bool) -> None:
+    """Make ``path`` a uint8 copy of dataset ``name``'s split (key ``images``, and ``labels`` when asked), unless
+    it already is one made from the current source files (:func:`source_fingerprint`, kept in its metadata).
+
+    The file is written under a temporary name and renamed, so a reader never sees half of it.
+    """
     import torch
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     from autograder import config
 
-    labtools = config.labtools()
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in datasets:
-        path = folder / f"{name}.safetensors"
-        fingerprint = source_fingerprint(name)
-        if path.exists():
-            with safe_open(str(path), "pt") as existing:
-                if (existing.metadata() or {}).get("source") == fingerprint:
-                    continue
-        images = labtools.load_dataset(name, train=True, device="cpu")[0]
-        as_bytes = (images * 255).round_().to(torch.uint8).contiguous()
-        partial = folder / f".{name}.{os.getpid()}.partial"
-        save_file({"images": as_bytes}, str(partial), metadata={"source": fingerprint})
-        partial.replace(path)
-    _readable(folder)
-    return folder
+    fingerprint = source_fingerprint(name)
+    if path.exists():
+        with safe_open(str(path), "pt") as existing:
+            if (existing.metadata() or {}).get("source") == fingerprint:
+                return
+    images, targets = config.labtools().load_dataset(name, train=train, device="cpu")
+    tensors = {"images": (images * 255).round_().to(torch.uint8).contiguous()}
+    if labels:
+        tensors["labels"] = targets.contiguous()
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.partial")
+    save_file(tensors, str(partial), metadata={"source": fingerprint})
+    partial.replace(path)
 
 
 def source_fingerprint(name: str) -> str:

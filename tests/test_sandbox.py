@@ -574,3 +574,31 @@ def test_runner_messages_never_show_grader_source(runner_runs):
         for marker in GRADER_SOURCE_MARKERS:
             assert marker not in message, message
         assert str(GRADERS) not in message and "test_" not in message, message
+
+
+def test_the_split_caches_hold_the_loaders_values_and_are_reused(tmp_path, monkeypatch):
+    """autograder.sandbox.cache_split: the held-out copy (trusted side) and the training copy (mounted in the
+    sandbox) give labtools' own values, are written once, and the training copy holds no labels."""
+    import torch
+    from safetensors import safe_open
+
+    from autograder import bottleneck, config
+
+    monkeypatch.setenv("AUTOGRADER_CACHE", str(tmp_path))
+    bottleneck.held_out.cache_clear()
+    try:
+        images, labels = bottleneck.held_out("mnist", 50)
+        expected_images, expected_labels = config.labtools().load_dataset("mnist", train=False, limit=50, device="cpu")
+        assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+        cached = tmp_path / "held-out" / "mnist-test.safetensors"
+        written = cached.stat().st_mtime_ns
+        bottleneck.held_out.cache_clear()
+        assert torch.equal(bottleneck.held_out("mnist", 50)[0], expected_images)
+        assert cached.stat().st_mtime_ns == written  # current: read, not written again
+        assert oct(cached.parent.stat().st_mode & 0o777) == "0o700"
+    finally:
+        bottleneck.held_out.cache_clear()
+    train = prepare_training_data(tmp_path / "train-data", ["mnist"]) / "mnist.safetensors"
+    with safe_open(str(train), "pt") as file:
+        assert list(file.keys()) == ["images"] and file.get_tensor("images").dtype == torch.uint8
+    assert not [p for p in tmp_path.rglob("*.partial")]

@@ -271,11 +271,8 @@ def _recording(namespace: dict, name: str, calls: list) -> Iterator[None]:
         calls.append((args, kwargs))
         return original(*args, **kwargs)
 
-    namespace[name] = recorded
-    try:
+    with trusted.replaced(namespace, {name: recorded}):
         yield
-    finally:
-        namespace[name] = original
 
 
 @functools.lru_cache(maxsize=2)

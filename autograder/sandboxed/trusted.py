@@ -30,11 +30,19 @@ def substituted(namespace: dict, names: list[str] | None) -> Iterator[None]:
     unknown = [name for name in names or [] if name not in IMPLEMENTATIONS]
     if unknown:
         raise KeyError(f"no trusted implementation of {', '.join(unknown)}")
-    saved = {name: namespace[name] for name in names or [] if name in namespace}
-    namespace.update({name: IMPLEMENTATIONS[name] for name in names or []})
+    with replaced(namespace, {name: IMPLEMENTATIONS[name] for name in names or []}):
+        yield
+
+
+@contextlib.contextmanager
+def replaced(namespace: dict, values: dict) -> Iterator[None]:
+    """``namespace`` with ``values`` in place during the block; afterwards each of those names is as it was
+    before (or absent, if it was)."""
+    saved = {name: namespace[name] for name in values if name in namespace}
+    namespace.update(values)
     try:
         yield
     finally:
-        for name in names or []:
+        for name in values:
             namespace.pop(name, None)
         namespace.update(saved)
