@@ -34,6 +34,7 @@ from autograder import config
 from autograder.client import Worker
 from autograder.failures import GradingFailure
 from autograder.i18n import t
+from autograder.latents import crossing
 from autograder.oracle import expect, tensor
 
 LATENT_DIM = 2
@@ -50,6 +51,7 @@ class TrainedModel:
     forward_info: dict
     latents: list[torch.Tensor]
     images: torch.Tensor
+    shifted_images: torch.Tensor | None = None  # decoded from z + δ (latents.crossing), for the smoothness check
     prior_images: torch.Tensor | None = None  # model.decoder(z) for z ~ N(0, I), for the feedback page only
 
 
@@ -106,9 +108,8 @@ def _decode(student: Worker, budget: dict, device: str, trained: dict, z: torch.
 
 
 def _common(budget: dict, device: str, seed: int, kwargs: dict | None) -> dict:
-    """The arguments every step's probe takes; ``trusted``: the names the grader's own code stands in for."""
-    return {"name": budget["model"], "kwargs": dict(kwargs or {}), "seed": seed, "device": device,
-            "trusted": list(budget.get("trusted", []))}
+    """The arguments every step's probe takes."""
+    return {"name": budget["model"], "kwargs": dict(kwargs or {}), "seed": seed, "device": device}
 
 
 def train_step(worker: Worker, budget: dict, device: str, seed: int = config.GRADING_SEED,
@@ -116,7 +117,7 @@ def train_step(worker: Worker, budget: dict, device: str, seed: int = config.GRA
     """Train the budget's model in ``worker``; returns ``{"history", "state"}`` after checking both."""
     model = budget["model"]
     trained = worker.request("train", timeout=budget["timeout_s"], **_common(budget, device, seed, kwargs),
-                             **config.train_arguments(budget))
+                             trusted=list(budget.get("trusted", [])), **config.train_arguments(budget))
     expect(isinstance(trained, dict) and isinstance(trained.get("state"), dict),
            t("{model} の学習後に重みが返されませんでした", "{model} returned no weights", model=model))
     state = trained["state"]
@@ -139,7 +140,7 @@ def encode_step(encoder: Worker, budget: dict, device: str, trained: dict, x_eva
     """The latents of ``x_eval`` under the trained weights: ``{"info", "latents"}`` (checked)."""
     kind, model, n = budget["kind"], budget["model"], len(x_eval)
     answer = encoder.request("encode", timeout=STEP_TIMEOUT_S, kind=kind, state=trained["state"], x=x_eval,
-                             **_common(budget, device, seed, kwargs))
+                             stand_in=list(budget.get("trusted", [])), **_common(budget, device, seed, kwargs))
     names = ["encoded"] if kind == "ae" else ["mu", "logvar"]
     parts = answer.get("latents") if isinstance(answer, dict) else None
     expect(isinstance(parts, list) and len(parts) == len(names),
@@ -157,35 +158,32 @@ def encode_step(encoder: Worker, budget: dict, device: str, trained: dict, x_eva
     return {"info": answer.get("info", {}), "latents": latents}
 
 
-def choose_latents(kind: str, latents: list[torch.Tensor], seed: int) -> torch.Tensor:
-    """The ``z`` the decoder gets: ``encoded`` for an AE; ``mu + exp(½·logvar)·ε`` (ε seeded here) for a VAE."""
-    if kind == "ae":
-        return latents[0]
-    mu, logvar = latents
-    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(seed))
-    return mu + torch.exp(0.5 * logvar) * eps
-
-
 def decode_step(student: Worker, budget: dict, device: str, trained: dict, encoded: dict, x_eval: torch.Tensor,
                 seed: int = config.GRADING_SEED, kwargs: dict | None = None) -> TrainedModel:
-    """``model.decoder(z)`` in ``student`` (never shown a held-out image), checked and shaped like ``x_eval``."""
+    """``model.decoder(z)`` in ``student`` (never shown a held-out image), checked and shaped like ``x_eval``.
+
+    ``z`` is what :func:`autograder.latents.crossing` makes of the encoder's latents (secret ε, snapped to a grid,
+    each also moved by a small δ, shuffled): the images of ``z`` are scored, those of ``z + δ`` test smoothness.
+    """
     model = budget["model"]
-    z = choose_latents(budget["kind"], encoded["latents"], seed)
-    info, images = _decode(student, budget, device, trained, z, seed, kwargs)
+    sent = crossing(budget["kind"], encoded["latents"], (model, budget["kind"], seed))
+    info, images = _decode(student, budget, device, trained, sent.sent, seed, kwargs)
     expect(info.get("type") == "Tensor" and isinstance(images, torch.Tensor),
            t("{model}.decoder(z) はテンソルを返す必要がありますが、{type} を返しました",
              "{model}.decoder(z) must return a tensor, not {type}", model=model, type=info.get("type")))
-    expect(images.numel() == x_eval.numel(), t("形状 {z} の z に対して {model}.decoder(z) が形状 {got} を返しました。"
-                                               "形状 {expected} の画像が必要です",
-                                               "{model}.decoder(z) for z of shape {z} returned shape {got}; expected "
-                                               "images shaped {expected}", model=model, z=tuple(z.shape),
-                                               got=tuple(images.shape), expected=tuple(x_eval.shape)))
-    images = images.reshape(x_eval.shape)
+    expected = (len(sent.sent), *x_eval.shape[1:])
+    expect(images.numel() == 2 * x_eval.numel(), t("形状 {z} の z に対して {model}.decoder(z) が形状 {got} を返しました。"
+                                                   "形状 {expected} の画像が必要です",
+                                                   "{model}.decoder(z) for z of shape {z} returned shape {got}; "
+                                                   "expected images shaped {expected}", model=model,
+                                                   z=tuple(sent.sent.shape), got=tuple(images.shape), expected=expected))
+    images = images.reshape(expected)
     expect(images.is_floating_point() and bool(torch.isfinite(images).all()),
            t("学習後の {model}.decoder(z) が NaN または inf を出力しました",
              "{model}.decoder(z) produced NaN or inf after training", model=model))
+    scored, shifted = sent.split(images)
     return TrainedModel(history=trained["history"], forward_info=encoded["info"], latents=encoded["latents"],
-                        images=images)
+                        images=scored, shifted_images=shifted)
 
 
 def train_encode_decode(student: Worker, encoder: Worker, budget: dict, device: str, x_eval: torch.Tensor,
@@ -196,23 +194,39 @@ def train_encode_decode(student: Worker, encoder: Worker, budget: dict, device: 
     return decode_step(student, budget, device, trained, encoded, x_eval, seed, kwargs)
 
 
-def split_lanes(costs: dict[str, float]) -> dict[str, str]:
-    """Question -> lane ("encoder" or "student"): longest first, each to the lane with less work so far.
+def split_lanes(costs: dict[str, float], pinned: dict[str, str] | None = None) -> dict[str, str]:
+    """Question -> lane ("encoder" or "student"): the ``pinned`` ones where they must train (:func:`pins`), then
+    the others longest first, each to the lane with less work so far.
 
     The assignment depends on the costs alone, so every run of a submission trains each model in the same
-    worker (reproducible), and three trainings of unequal cost end close together: with the reference's
-    CPU times (conv AE 9.1 s, conv VAE 6.4 s, VAE 4.6 s) the lanes get 9.1 s and 11.0 s, where a split by
-    images seen (the VAE alone in one lane) gave 4.6 s and 15.5 s. A single training goes to ``student``.
+    worker (reproducible), and trainings of unequal cost end close together.
     """
-    if len(costs) < 2:
+    pinned = {q: lane for q, lane in (pinned or {}).items() if q in costs}
+    free = [q for q in costs if q not in pinned]
+    if not pinned and len(free) < 2:
         return {q: "student" for q in costs}
     load = {"encoder": 0.0, "student": 0.0}
-    lanes = {}
-    for question in sorted(costs, key=lambda q: (-costs[q], q)):
+    lanes = dict(pinned)
+    for question, lane in pinned.items():
+        load[lane] += costs[question]
+    for question in sorted(free, key=lambda q: (-costs[q], q)):
         lane = min(load, key=lambda name: (load[name], name))  # ties: the encoder lane first
         lanes[question] = lane
         load[lane] += costs[question]
     return lanes
+
+
+def pins(questions: list[str]) -> dict[str, str]:
+    """The lane a question's training must use: a question with ``trusted`` names trains in the ``student``
+    worker, the only one that mounts the trusted implementations; a question whose model ``calls`` a student
+    function that has a trusted implementation trains in the ``encoder`` worker, which has none to reach for."""
+    pinned = {}
+    for question in questions:
+        if config.trusted(question):
+            pinned[question] = "student"
+        elif config.calls(question):
+            pinned[question] = "encoder"
+    return pinned
 
 
 def training_costs(questions: list[str], device: str) -> dict[str, float]:
@@ -243,13 +257,14 @@ class TrainingPlan:
         self.lanes = {"student": ThreadPoolExecutor(1, "student"), "encoder": ThreadPoolExecutor(1, "encoder")}
         workers = {"student": student, "encoder": encoder}
         self.seconds: dict[str, dict[str, float]] = {q: {} for q in questions}  # question -> step -> seconds
-        self.trained_in = split_lanes(training_costs(questions, device))  # question -> lane
+        self.trained_in = split_lanes(training_costs(questions, device), pins(questions))  # question -> lane
         trained = {q: self.lanes[lane].submit(self._timed, q, "train", train_step, workers[lane], budgets[q], device)
                    for q, lane in sorted(self.trained_in.items(), key=lambda item: questions.index(item[0]))}
         encoded = {q: self.lanes["encoder"].submit(self._timed, q, "encode", self._after, trained[q], encode_step,
                                                    encoder, budgets[q], device,
                                                    x_eval=held_out_images(budgets[q]["dataset"], budgets[q]["n_eval"]))
                    for q in questions}
+        self.trained = trained
         self.results = {q: self.lanes["student"].submit(self._timed, q, "decode", self._decode, student, budgets[q],
                                                         device, trained[q], encoded[q]) for q in questions}
 
@@ -272,6 +287,13 @@ class TrainingPlan:
         model = decode_step(student, budget, device, trained.result(), encoded.result(), x_eval)
         model.prior_images = decode_prior(student, budget, device, trained.result())
         return model
+
+    def weights(self, question: str) -> dict[str, torch.Tensor] | None:
+        """The question's trained weights (checked by :func:`train_step`), or None when its training failed."""
+        try:
+            return self.trained[question].result()["state"]
+        except GradingFailure:
+            return None
 
     def result(self, question: str) -> TrainedModel:
         """The question's trained model, or its failure raised again (the same message for every check)."""

@@ -66,11 +66,11 @@ def calibrate(seeds: int, jobs: int, device: str, sandbox: str, out: Path, laten
     seconds: dict[str, list[float]] = {qid: [0.0] * seeds for qid in budgets}
     latents_budget = config.questions()["kmeans"]["latents"]
     with tempfile.TemporaryDirectory(prefix="calibrate-") as tmp:
-        runtime = prepare_runtime(Path(tmp) / "runtime")
+        runtimes = {role: prepare_runtime(Path(tmp) / role, role) for role in ("student", "encoder")}
         data = prepare_training_data(training_data_cache(), sorted({*config.datasets(), latents_budget["dataset"]}))
         settings = SandboxConfig(mode=sandbox, device=device, data=data)
-        workers = [tuple(Worker(cells, runtime, settings, Path(tmp) / f"{role}{i}.log") for role in ("train", "encode"))
-                   for i in range(jobs)]
+        workers = [tuple(Worker(cells, runtimes[role], settings, Path(tmp) / f"{role}{i}.log")
+                         for role in ("student", "encoder")) for i in range(jobs)]
 
         def run(index: int, task: tuple[str, int]) -> None:
             qid, seed = task

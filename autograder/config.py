@@ -58,6 +58,12 @@ def trusted(question: str) -> list[str]:
     return list(questions()[question].get("trusted", []))
 
 
+def calls(question: str) -> list[str]:
+    """The student functions that ``question``'s model calls as the student wrote them (``vae_training``'s VAE
+    calls ``reparameterize``): it must train where no trusted implementation of them is mounted."""
+    return list(questions()[question].get("calls", []))
+
+
 def training_budget(question: str) -> dict[str, Any]:
     """The question's budget with its ``trusted`` names, as the training pipeline takes it."""
     return {**budgets()[question], "trusted": trusted(question)}
@@ -66,6 +72,12 @@ def training_budget(question: str) -> dict[str, Any]:
 def train_arguments(budget: dict[str, Any]) -> dict[str, Any]:
     """The ``train`` probe's arguments for a budget (everything but the model's name and the time limit)."""
     return {key: budget[key] for key in ("kind", "dataset", "n_train", "epochs", "batch_size", "lr")}
+
+
+def forbidden_modules() -> list[str]:
+    """Every module that a question's source policy forbids (``[QUESTION.policy] forbid``): the ``functions``
+    worker, which runs those questions' functions, has none of them (autograder/sandbox.py hides them)."""
+    return sorted({module for spec in questions().values() for module in spec.get("policy", {}).get("forbid", [])})
 
 
 def datasets() -> list[str]:

@@ -9,6 +9,7 @@ worker); submissions run in parallel, ``jobs`` at a time on this machine, or as 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from autograder import config
+from autograder.secret import VALUE_VARIABLE
 from autograder.i18n import Message, json_fields, t
 from autograder.rubric import RUBRIC_EXIT_CODE, RubricError
 
@@ -100,11 +102,12 @@ class RunnerOutcome:
 
 
 def run_runner(name: str, notebook: bytes, options: list[str], *,
-               runner: list[str] | None = None) -> RunnerOutcome:
+               runner: list[str] | None = None, secret: str | None = None) -> RunnerOutcome:
     """Run the runner on a notebook's bytes, written as ``name`` into a private temporary folder.
 
     Both backends call this, so a submission is graded the same way on this machine or on a Ray node;
-    nothing here reads the driver's files. ``runner`` replaces the command (tests use it to inject failures).
+    nothing here reads the driver's files. ``runner`` replaces the command (tests use it to inject failures);
+    ``secret`` (hex) is the driver's course secret, for a node that does not have its file (autograder/secret.py).
     """
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
         notebook_path, result_path, log_path = Path(tmp, name), Path(tmp, "checks.json"), Path(tmp, "grader.log")
@@ -113,7 +116,9 @@ def run_runner(name: str, notebook: bytes, options: list[str], *,
         with open(log_path, "wb") as log:
             try:
                 code: int | str = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT,
-                                                 timeout=RUNNER_TIMEOUT_S).returncode
+                                                 timeout=RUNNER_TIMEOUT_S,
+                                                 env={**os.environ, VALUE_VARIABLE: secret} if secret else None
+                                                 ).returncode
             except subprocess.TimeoutExpired:
                 code = "timeout"
         result = json.loads(result_path.read_text()) if code == 0 and result_path.exists() else None

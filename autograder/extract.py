@@ -10,6 +10,11 @@ parsed on its own with :mod:`ast`, and only these top-level statements are kept:
 
 A cell that does not parse costs only that cell: it is reported in :attr:`Extraction.skipped`.
 IPython magics and shell escapes (lines starting with ``%`` or ``!``) are dropped before parsing.
+
+What is parsed is capped, so that a notebook's size cannot buy the trusted side's time (``ast.parse``
+of the 64 MB a notebook may hold takes about a minute and gigabytes): a code cell over
+:data:`MAX_CELL_CHARS` is skipped, and so is every code cell from the one that takes the notebook's
+code past :data:`MAX_CODE_CHARS` (:func:`size_problem`). :mod:`autograder.policy` skips the same cells.
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _DEFINITION_NODES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+MAX_CELL_CHARS = 100_000  # one code cell: the reference's largest is 3.6 k characters
+MAX_CODE_CHARS = 500_000  # all code cells together: the reference's are 20 k characters
 
 
 @dataclass
@@ -41,6 +48,16 @@ def _is_definition(node: ast.stmt) -> bool:
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
         return not any(isinstance(sub, ast.Call) for sub in ast.walk(node.value))
     return False
+
+
+def size_problem(length: int, before: int) -> str | None:
+    """Why a code cell of ``length`` characters, after ``before`` characters of earlier code cells, is not read;
+    None when it is."""
+    if length > MAX_CELL_CHARS:
+        return f"cell too large to read ({length} characters; the limit is {MAX_CELL_CHARS})"
+    if before + length > MAX_CODE_CHARS:
+        return f"past the notebook's {MAX_CODE_CHARS} characters of code"
+    return None
 
 
 def _without_magics(source: str) -> str:
@@ -68,13 +85,19 @@ def extract_notebook(path: str | Path) -> Extraction:
 def extract_cells(notebook: dict) -> Extraction:
     """Extract each code cell's definitions from a notebook already parsed from JSON."""
     result = Extraction()
+    before = 0
     for index, cell in enumerate(notebook.get("cells", [])):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
-        if isinstance(source, list):
-            source = "".join(source)
         try:
+            if isinstance(source, list):
+                source = "".join(source)
+            length = len(source) if isinstance(source, str) else 0  # not text: refused by extract_cell
+            problem, before = size_problem(length, before), before + length
+            if problem is not None:
+                result.skipped.append((index, problem))
+                continue
             code = extract_cell(source)
         except SyntaxError as error:
             result.skipped.append((index, f"SyntaxError: {error.msg} (line {error.lineno})"))

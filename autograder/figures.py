@@ -22,13 +22,19 @@ set of axes (frame, ticks and labels only) is not blank by this measure: whether
 right data is for checks that inspect the figure object itself.
 
 :func:`figure_outputs` collects the ``image/png`` payloads of a code cell's outputs without ever
-raising on malformed JSON.
+raising on malformed JSON, and bounds what a cell can make the grader look at: at most
+:data:`MAX_FIGURES` payloads, :data:`MAX_CELL_TEXT` characters of base64 and :data:`MAX_CELL_PIXELS`
+pixels that would be decoded (the sizes read from each payload's header, before any decoding), all
+its payloads together; the first payload is always looked at. A cell full of huge 1-bit PNGs
+(a few kB each, 40 M pixels once decoded) used to hold the grader for minutes; now it costs at most
+one large image's decoding.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import io
+import math
 import struct
 import threading
 import warnings
@@ -39,12 +45,16 @@ from autograder.i18n import Message, t
 MAX_BYTES = 5 * 1024 * 1024
 MIN_SIDE = 50
 MAX_SIDE = 10_000
-MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; a 300-dpi matplotlib figure is about 3 M
+MAX_PIXELS = 16_000_000  # e.g. 4000 x 4000; a 300-dpi 6.4 x 4.8 in matplotlib figure is 2.8 M (about 0.4 s to check)
 MAX_SHARE = 0.995
+MAX_FIGURES = 8  # image payloads looked at per cell: a cell that plots shows one or two
+MAX_CELL_PIXELS = MAX_PIXELS  # pixels decoded per cell: one image of the largest size
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # colour type -> allowed bit depths (PNG specification, table 11.1)
 _BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 _MAX_TEXT = 2 * MAX_BYTES  # base64 is 4/3 of the bytes: generous room for line breaks
+MAX_CELL_TEXT = _MAX_TEXT  # base64 characters looked at per cell: one payload of the largest size
+_HEADER_CHARS = 44  # base64 characters of the signature and the IHDR chunk (33 bytes)
 _TOO_BIG = t("画像が {mb} MB を超えています", "the image is larger than {mb} MB", mb=MAX_BYTES // (1024 * 1024))
 _PIL_LOCK = threading.Lock()  # Pillow's limits are module globals: set and restore them under a lock
 
@@ -123,29 +133,53 @@ def _decode(raw: bytes) -> object | Message:
     return image
 
 
-def _check_not_blank(image: object) -> Message | None:
-    """The reason the image is blank, or None."""
-    import numpy as np
+def _without_hidden_colours(image: object) -> object:
+    """The image in a mode whose pixel values are its colours, fully transparent pixels all made (0, …, 0).
 
+    A 1-bit image becomes 8-bit grey (cheap; same colours), anything else but L, LA, RGB and RGBA becomes RGBA.
+    """
+    from PIL import Image
+
+    if image.mode == "1":
+        return image.convert("L")
     if image.mode not in ("L", "LA", "RGB", "RGBA"):
         image = image.convert("RGBA")
-    pixels = np.asarray(image)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    channels = pixels.shape[2]
-    if channels in (2, 4):  # alpha channel: all fully transparent pixels are one colour
-        pixels = np.where(pixels[:, :, -1:] == 0, 0, pixels)
-    keys = np.zeros(pixels.shape[:2], dtype=np.uint32)
-    for channel in range(channels):
-        keys = (keys << 8) | pixels[:, :, channel].astype(np.uint32)
-    _, counts = np.unique(keys.ravel(), return_counts=True)
+    if image.mode in ("LA", "RGBA"):  # all fully transparent pixels are one colour
+        visible = image.getchannel("A").point(lambda alpha: 255 if alpha else 0)
+        cleared = Image.new(image.mode, image.size, 0)
+        cleared.paste(image, mask=visible)
+        return cleared
+    return image
+
+
+def _check_not_blank(image: object) -> Message | None:
+    """The reason the image is blank, or None.
+
+    Pillow counts the colours in C (``getcolors``), at most :data:`MAX_SHARE`'s complement of the pixels of
+    them plus one: an image with more distinct colours than that cannot have one covering more than
+    ``MAX_SHARE`` of it, so it is not blank, and no count is needed.
+    """
+    image = _without_hidden_colours(image)
+    total = image.size[0] * image.size[1]
+    counts = image.getcolors(math.ceil((1 - MAX_SHARE) * total) + 1)
+    if counts is None:
+        return None
     if len(counts) < 2:
         return t("画像が空白です（1 色しかありません）", "the image is blank (a single colour)")
-    share = counts.max() / keys.size
+    share = max(count for count, _ in counts) / total
     if share > MAX_SHARE:
         return t("画像がほとんど空白です（ピクセルの {share:.1%} が同じ色です）",
                  "the image is almost blank ({share:.1%} of its pixels are one colour)", share=share)
     return None
+
+
+def _text_length(data: object) -> int:
+    """The number of characters of a payload's text (a string, or the strings of a list), without joining them."""
+    if isinstance(data, str):
+        return len(data)
+    if isinstance(data, list):
+        return sum(len(part) for part in data if isinstance(part, str))
+    return 0
 
 
 def png_problem(data: object) -> Message | None:
@@ -153,7 +187,7 @@ def png_problem(data: object) -> Message | None:
 
     Never raises: any unexpected input yields a reason.
     """
-    if isinstance(data, list) and sum(len(part) for part in data if isinstance(part, str)) > _MAX_TEXT:
+    if isinstance(data, list) and _text_length(data) > _MAX_TEXT:
         return _TOO_BIG  # refused before joining a huge list
     text = _payload_text(data)
     if text is None:
@@ -173,12 +207,41 @@ def png_problem(data: object) -> Message | None:
         return t("画像を解析できません（{error}）", "the image cannot be analysed ({error})", error=type(error).__name__)
 
 
-def figure_outputs(cell: object) -> list:
-    """The ``image/png`` payloads of a code cell's ``display_data``/``execute_result`` outputs.
+def _header_bytes(text: str) -> bytes:
+    """The signature and IHDR of a payload, decoded from its first :data:`_HEADER_CHARS` base64 characters.
 
-    Payloads are returned as stored (normally base64 text); pass each to :func:`png_problem`.
-    Malformed cells, outputs or data (non-dicts, missing keys) contribute nothing; never raises.
+    Whitespace is skipped a block at a time, so the cost is that of the text up to the header, not of the whole.
+    Empty when the text has no valid base64 there.
     """
+    compact = ""
+    for start in range(0, len(text), 4096):
+        compact += "".join(text[start:start + 4096].split())
+        if len(compact) >= _HEADER_CHARS:
+            break
+    try:
+        return base64.b64decode(compact[:_HEADER_CHARS], validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _cost(data: object) -> tuple[int, int]:
+    """The base64 characters and the pixels :func:`png_problem` would decode for ``data``, read from its header.
+
+    A payload that it refuses before decoding (not text, too long, a refused header) costs (0, 0).
+    """
+    length = _text_length(data)
+    text = _payload_text(data) if length <= _MAX_TEXT else None
+    if text is None:
+        return 0, 0
+    header = _header_bytes(text)
+    if _check_header(header) is not None:
+        return length, 0
+    width, height = struct.unpack(">II", header[16:24])
+    return length, width * height
+
+
+def _png_payloads(cell: object) -> list:
+    """Every ``image/png`` payload of a code cell's ``display_data``/``execute_result`` outputs; never raises."""
     if not isinstance(cell, dict):
         return []
     outputs = cell.get("outputs")
@@ -192,3 +255,25 @@ def figure_outputs(cell: object) -> list:
         if isinstance(data, dict) and "image/png" in data:
             payloads.append(data["image/png"])
     return payloads
+
+
+def figure_outputs(cell: object) -> list:
+    """The ``image/png`` payloads of a code cell's ``display_data``/``execute_result`` outputs that are worth checking.
+
+    Payloads are returned as stored (normally base64 text); pass each to :func:`png_problem`. At most
+    :data:`MAX_FIGURES` of them, in order, as long as together they hold at most :data:`MAX_CELL_TEXT` characters
+    and :data:`MAX_CELL_PIXELS` pixels to decode (sizes read from the headers); the first is always returned. So the
+    check of any cell costs at most about one large image, whatever the notebook holds.
+    Malformed cells, outputs or data (non-dicts, missing keys) contribute nothing; never raises.
+    """
+    chosen: list = []
+    characters = pixels = 0
+    for data in _png_payloads(cell):
+        if len(chosen) == MAX_FIGURES:
+            break
+        length, area = _cost(data)
+        characters, pixels = characters + length, pixels + area
+        if chosen and (characters > MAX_CELL_TEXT or pixels > MAX_CELL_PIXELS):
+            break
+        chosen.append(data)
+    return chosen

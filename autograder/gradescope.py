@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from autograder import config
+from autograder.report import TEXT_ONLY
+from autograder.secret import FILE_VARIABLE, course_secret, secret_file
 
 REPO_ROOT = config.PACKAGE_DIR.parent
 TEMPLATES = config.PACKAGE_DIR / "gradescope_files"
@@ -57,6 +59,7 @@ SCRIPTS = ("setup.sh", "run_autograder")
 DEFAULT_OUT = Path("build") / "gradescope.zip"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed, so that the same files give the same zip
 SKIPPED_PARTS = {"__pycache__", ".ipynb_checkpoints", "gradescope_files"}
+SECRET_NAME = "grading-secret"  # the course secret, in /autograder/source (closed to the workers' user)
 ISOLATION_TEST = "isolation of student code (instructors only)"
 
 
@@ -73,6 +76,7 @@ def shipped_files(data_dir: Path) -> dict[str, Path]:
         _, folder, names, _ = labtools._SPECS[dataset]
         for name in names:
             files[f"data/{folder}/{name}"] = data_dir / folder / name
+    files[SECRET_NAME] = secret_file()
     return files
 
 
@@ -88,6 +92,7 @@ def build(out: Path) -> Path:
     """Write the autograder zip to ``out``; raises ``FileNotFoundError`` or ``config.StaleCalibration``."""
     labtools = config.labtools()
     config.calibration()  # a zip whose grader refuses to start would fail every submission
+    course_secret()  # made now if the course has none yet: every Gradescope run draws what `make grade` draws
     for dataset in config.datasets():  # as `grade` does: downloads what is missing when online
         _, folder, names, _ = labtools._SPECS[dataset]
         if not all((labtools.data_dir() / folder / name).is_file() for name in names):
@@ -106,8 +111,10 @@ def build(out: Path) -> Path:
 
 
 def data_environment(root: Path) -> dict[str, str]:
-    """The shipped datasets (``DATA_DIR``) and the training split's cache (``AUTOGRADER_CACHE``) under ``root``."""
-    return {"DATA_DIR": str(root / "source" / "data"), "AUTOGRADER_CACHE": str(root / "source" / "cache")}
+    """The shipped datasets (``DATA_DIR``), the training split's cache (``AUTOGRADER_CACHE``) and the course
+    secret (``AUTOGRADER_SECRET_FILE``) under ``root``."""
+    return {"DATA_DIR": str(root / "source" / "data"), "AUTOGRADER_CACHE": str(root / "source" / "cache"),
+            FILE_VARIABLE: str(root / "source" / SECRET_NAME)}
 
 
 def prepare(root: Path) -> Path:
@@ -135,7 +142,7 @@ def refusal(notebooks: list[Path], folder: Path) -> dict[str, Any]:
         output = ("ノートブック (.ipynb) が提出されていません。autoencoders.ipynb を提出してください。 / No notebook "
                   "(.ipynb) was submitted: submit your autoencoders.ipynb.")
     return {"score": 0.0, "max_score": float(sum(q["points"] for q in config.questions().values())),
-            "output": output, "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
+            "output": output, "visibility": "visible", "stdout_visibility": "hidden", **TEXT_ONLY, "tests": []}
 
 
 def isolation_sentence(bwrap_problem: str | None) -> str:
@@ -200,7 +207,7 @@ def grade(root: Path) -> int:
             return 1
         document = json.loads(produced.read_text(encoding="utf-8"))
     document["tests"].append({"name": ISOLATION_TEST, "score": 0.0, "max_score": 0.0, "output": sentence,
-                              "visibility": "hidden"})
+                              "visibility": "hidden", "output_format": "text"})
     document["execution_time"] = round(time.monotonic() - started, 1)
     results.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"score {document['score']} / {document['max_score']}; wrote {results}")

@@ -45,7 +45,16 @@ forbidden import that is present in the notebook but unused by the checked code 
 nor is any use of allowed modules (``torch.cdist``, ``from sklearn.metrics import ...``).
 
 Also reported: a name in ``functions`` bound by an import of a forbidden module
-(``from scipy.cluster.vq import kmeans``), and checked code too deeply nested to analyse.
+(``from scipy.cluster.vq import kmeans``), checked code too deeply nested to analyse, and a notebook
+whose code cells hold more than :data:`MAX_NODES` syntax-tree nodes (too large to check).
+
+Cost
+----
+Linear in the notebook's code, and bounded: the cells that :mod:`autograder.extract` does not read
+(over its size caps) are skipped here too, at most :data:`MAX_NODES` nodes are analysed, and the
+check stops at :data:`MAX_FINDINGS` findings. Before, 30,000 ``import torch`` lines with a ``kmeans``
+that used ``torch`` on each line took 6 minutes (every use was checked against every binding of
+the name); now a name's bindings are reduced once to the distinct targets that can matter.
 
 Limits
 ------
@@ -62,10 +71,12 @@ from __future__ import annotations
 
 import ast
 import builtins
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Iterable, Iterator
 
-from autograder.extract import _without_magics
+from autograder.extract import _without_magics, size_problem
 from autograder.i18n import Message, t, verbatim
 
 FORBIDDEN_REASON = t("この課題では PyTorch で自分で実装することが求められています",
@@ -108,6 +119,15 @@ PATCH_ATTRIBUTES: frozenset[str] = DYNAMIC_ATTRIBUTES | {"__defaults__", "__kwde
                                                          "__call__", "__bases__"}
 _SELF_NAMES = frozenset({"self", "cls"})
 _BUILTIN_NAMES = frozenset(dir(builtins))
+MAX_NODES = 100_000  # syntax-tree nodes analysed: the reference notebook's code cells have 4,200
+MAX_FINDINGS = 50  # the check stops there: the feedback quotes the first three
+MAX_CHAIN_SHOWN = 6  # helpers named in "kmeans (through ...)"; a longer chain shows its ends
+TOO_LARGE = t("ノートブックのコードが大きすぎて確認できません（構文木のノードが {limit} 個を超えています）",
+              "the notebook's code is too large to check (over {limit} syntax-tree nodes)", limit=MAX_NODES)
+
+
+class _TooLarge(Exception):
+    """The notebook's code cells hold more than :data:`MAX_NODES` nodes."""
 
 
 @dataclass(frozen=True)
@@ -162,11 +182,6 @@ class _Notebook:
     patches: list[_Unit] = field(default_factory=list)  # statements that rewrite some object's internals
 
 
-def _under(name: str, prefix: str) -> bool:
-    """Whether the dotted ``name`` is ``prefix`` or inside it."""
-    return name == prefix or name.startswith(prefix + ".")
-
-
 def _cell_label(cell: dict, index: int) -> str:
     metadata = cell.get("metadata")
     nbgrader = metadata.get("nbgrader") if isinstance(metadata, dict) else None
@@ -177,10 +192,12 @@ def _cell_label(cell: dict, index: int) -> str:
 
 
 def _parsed_cells(notebook: object) -> Iterator[tuple[str, ast.Module]]:
-    """(cell label, module) for every code cell that parses; the others are skipped."""
+    """(cell label, module) for every code cell that parses; the others are skipped, and so are the cells that
+    the extraction does not read (:func:`autograder.extract.size_problem`)."""
     cells = notebook.get("cells") if isinstance(notebook, dict) else None
     if not isinstance(cells, list):
         return
+    before = 0
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -190,6 +207,9 @@ def _parsed_cells(notebook: object) -> Iterator[tuple[str, ast.Module]]:
                 continue
             source = "".join(source)
         if not isinstance(source, str):
+            continue
+        too_large, before = size_problem(len(source), before), before + len(source)
+        if too_large:
             continue
         try:
             tree = ast.parse(_without_magics(source))
@@ -295,9 +315,14 @@ def _units(body: list[ast.stmt], cell: str) -> Iterator[_Unit]:
 
 
 def _notebook_picture(notebook: object) -> _Notebook:
+    """The notebook's units, imports, star imports and patches; raises :class:`_TooLarge` past :data:`MAX_NODES`."""
     picture = _Notebook()
+    nodes = 0
     for cell, tree in _parsed_cells(notebook):
         for node in ast.walk(tree):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _TooLarge
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 for name, target in _import_bindings(node):
                     binding = _Binding(target, cell, node.lineno)
@@ -400,12 +425,30 @@ class _Scope:
             for child in ast.iter_child_nodes(node):
                 self.visit(child)
 
+    def local(self) -> set[str]:
+        """The names local to this scope (none at module level)."""
+        return set() if self.kind == "module" else self.bound - self.declared
+
     def free(self) -> list[ast.Name]:
-        """The loads in this scope and its children that are not bound by this scope."""
-        local = set() if self.kind == "module" else self.bound - self.declared
-        out = [name for name in self.loads if name.id not in local]
-        for child in self.children:
-            out.extend(n for n in child.free() if self.kind == "class" or n.id not in local)
+        """The loads in this scope and its children that are not bound by this scope or a scope between.
+
+        One walk over the scopes with a count of the names that enclosing function and comprehension scopes bind
+        (a class's names are local to its own body only): linear, where filtering each child's list again at
+        every level cost the depth times the loads."""
+        out: list[ast.Name] = []
+        shadowed: Counter[str] = Counter()
+        stack: list[tuple[_Scope, bool]] = [(self, True)]
+        while stack:
+            scope, entering = stack.pop()
+            local = scope.local()
+            if not entering:  # leaving: its names no longer hide anything
+                shadowed.subtract(local)
+                continue
+            out.extend(name for name in scope.loads if not shadowed[name.id] and name.id not in local)
+            if scope.kind != "class":
+                shadowed.update(local)
+                stack.append((scope, False))
+            stack.extend((child, True) for child in reversed(scope.children))
         return out
 
 
@@ -440,10 +483,22 @@ def _literal_string(node: ast.AST) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
+def _dotted_prefixes(dotted: str) -> Iterator[str]:
+    """``a``, ``a.b``, ``a.b.c`` for ``a.b.c``: the names that ``dotted`` is, or is inside."""
+    for index, character in enumerate(dotted):
+        if character == ".":
+            yield dotted[:index]
+    yield dotted
+
+
 class _Checker:
     def __init__(self, picture: _Notebook, forbid: list[str]) -> None:
         self.picture = picture
         self.forbid = [f.strip(".") for f in forbid if isinstance(f, str) and f.strip(".")]
+        self.forbidden, self.dynamic = set(self.forbid), set(DYNAMIC_MODULES)
+        self.packages = {prefix for module in (*self.forbid, *DYNAMIC_MODULES)
+                         for prefix in _dotted_prefixes(module) if prefix != module}
+        self._targets: dict[str, list[str]] = {}
 
     def is_defined(self, name: str) -> bool:
         return name in self.picture.units or name in self.picture.imports
@@ -452,14 +507,26 @@ class _Checker:
         return not self.is_defined(name) and name in _BUILTIN_NAMES
 
     def classify(self, dotted: str) -> str | None:
-        """"forbidden", "dynamic", "contains" (a package holding a forbidden/dynamic module) or None."""
-        if any(_under(dotted, prefix) for prefix in self.forbid):
+        """"forbidden", "dynamic", "contains" (a package holding a forbidden/dynamic module) or None.
+
+        Set look-ups of ``dotted``'s prefixes: the cost of its length, not of the lists' lengths."""
+        prefixes = list(_dotted_prefixes(dotted))
+        if not self.forbidden.isdisjoint(prefixes):
             return "forbidden"
-        if any(_under(dotted, prefix) for prefix in DYNAMIC_MODULES):
+        if not self.dynamic.isdisjoint(prefixes):
             return "dynamic"
-        if any(prefix.startswith(dotted + ".") for prefix in (*self.forbid, *DYNAMIC_MODULES)):
-            return "contains"
-        return None
+        return "contains" if dotted in self.packages else None
+
+    def targets(self, name: str) -> list[str]:
+        """The distinct targets of ``name``'s import bindings that an attribute of it could make a finding of.
+
+        A target that :meth:`classify` finds nothing in stays so with any attribute after it (a forbidden or
+        dynamic module would have made it "contains"), so only the others are kept; computed once per name, so
+        that each use of a name bound by 30,000 identical imports costs one look-up, not 30,000."""
+        if name not in self._targets:
+            targets = dict.fromkeys(b.target for b in self.picture.imports[name] if not b.target.startswith("."))
+            self._targets[name] = [target for target in targets if self.classify(target) is not None]
+        return self._targets[name]
 
     def import_hits(self, node: ast.Import | ast.ImportFrom) -> Iterator[_Hit]:
         if isinstance(node, ast.ImportFrom) and node.level:
@@ -519,8 +586,10 @@ class _Checker:
         for name in _global_references(unit.nodes):
             if name.id in self.picture.units:
                 helpers.add(name.id)
+            if len(hits) >= MAX_FINDINGS:
+                continue
             if name.id in self.picture.imports:
-                hits.extend(self.reference_hits(name, parents))
+                hits.extend(islice(self.reference_hits(name, parents), MAX_FINDINGS))
             elif name.id not in self.picture.units:
                 hits.extend(self.builtin_hits(name, parents))
         # an attribute finding adds nothing on a line that already has a finding
@@ -530,15 +599,12 @@ class _Checker:
         return hits, helpers
 
     def reference_hits(self, name: ast.Name, parents: dict[ast.AST, ast.AST]) -> Iterator[_Hit]:
+        targets = self.targets(name.id)  # a relative import cannot run in a notebook: not among them
+        if not targets:
+            return
         attrs, _ = self.chain(name, parents)
-        seen: set[str] = set()
-        for binding in self.picture.imports[name.id]:
-            if binding.target.startswith("."):
-                continue  # a relative import cannot run in a notebook
-            dotted = ".".join([binding.target, *attrs])
-            if dotted in seen:
-                continue
-            seen.add(dotted)
+        for target in targets:
+            dotted = ".".join([target, *attrs])
             kind = self.classify(dotted)
             if kind == "forbidden":
                 yield _Hit(_uses(dotted), name.lineno, FORBIDDEN_REASON)
@@ -583,11 +649,65 @@ class _Checker:
                     break
 
 
-def _who(path: tuple[str, ...]) -> Message:
+def _who(path: list[str]) -> Message:
+    """``kmeans``, or ``kmeans (through `a` → `b`)``; a chain of over :data:`MAX_CHAIN_SHOWN` helpers shows its ends."""
     if len(path) == 1:
         return verbatim(path[0])
-    return t("{root}（{chain} 経由）", "{root} (through {chain})", root=path[0],
-             chain=" → ".join(f"`{name}`" for name in path[1:]))
+    helpers = [f"`{name}`" for name in path[1:]]
+    if len(helpers) > MAX_CHAIN_SHOWN:
+        helpers = [*helpers[:MAX_CHAIN_SHOWN // 2], "…", *helpers[-(MAX_CHAIN_SHOWN // 2):]]
+    return t("{root}（{chain} 経由）", "{root} (through {chain})", root=path[0], chain=" → ".join(helpers))
+
+
+def _path(via: dict[str, str | None], name: str) -> list[str]:
+    """The checked function, then each helper on the way to ``name`` (``via`` maps a helper to its user)."""
+    path = [name]
+    while via[path[-1]] is not None:
+        path.append(via[path[-1]])
+    return path[::-1]
+
+
+def _import_findings(picture: _Notebook, checker: _Checker, root: str) -> Iterator[Message]:
+    """``root`` itself bound by an import of a forbidden or dynamic module."""
+    for binding in picture.imports.get(root, []):
+        kind = checker.classify(binding.target) if not binding.target.startswith(".") else None
+        if kind in ("forbidden", "dynamic"):
+            reason = FORBIDDEN_REASON if kind == "forbidden" else DYNAMIC_REASON
+            yield t("{root} が {target} からインポートされています（セル {cell} の {line} 行目）：{reason}",
+                    "{root} is imported from {target} (line {line} of cell {cell}): {reason}",
+                    root=root, target=binding.target, line=binding.line, cell=binding.cell, reason=reason)
+
+
+def _root_findings(picture: _Notebook, checker: _Checker, root: str) -> Iterator[Message]:
+    """The findings for ``root`` and, breadth first, the helpers it references; produced as they are found, so
+    that the caller can stop at :data:`MAX_FINDINGS`."""
+    yield from _import_findings(picture, checker, root)
+    seen_units: set[int] = set()
+    via: dict[str, str | None] = {root: None}
+    queue = deque([root])
+    while queue:
+        name = queue.popleft()
+        units = picture.units.get(name, [])
+        if name == root and units:  # a defined function is checked with every patch statement
+            units = units + picture.patches
+        for unit in units:
+            if id(unit) in seen_units:
+                continue
+            seen_units.add(id(unit))
+            try:
+                hits, helpers = checker.unit_hits(unit)
+            except RecursionError:
+                yield t("{who} は入れ子が深すぎて確認できません（セル {cell}）", "{who} is too deeply nested to check "
+                        "(cell {cell})", who=_who(_path(via, name)), cell=unit.cell)
+                continue
+            who = _who(_path(via, name)) if hits else None
+            for hit in hits:
+                yield t("{who} が {thing}（セル {cell} の {line} 行目）：{reason}",
+                        "{who} {thing} (line {line} of cell {cell}): {reason}", who=who,
+                        thing=hit.thing, line=hit.line, cell=unit.cell, reason=hit.reason)
+            for helper in sorted(helper for helper in helpers if helper not in via):
+                via[helper] = name
+                queue.append(helper)
 
 
 def policy_findings(notebook: dict, functions: list[str], forbid: list[str]) -> list[Message]:
@@ -595,46 +715,20 @@ def policy_findings(notebook: dict, functions: list[str], forbid: list[str]) -> 
 
     ``notebook`` is the notebook JSON (nbformat 4) already parsed into a dict; it is never executed.
     Returns human-readable findings in both languages, one per distinct problem, in notebook order per
-    function; an empty list means the policy holds. Never raises on a malformed notebook.
+    function, at most :data:`MAX_FINDINGS`; an empty list means the policy holds; a notebook with over
+    :data:`MAX_NODES` nodes of code gets the one finding :data:`TOO_LARGE`. Never raises on a malformed notebook.
     """
-    picture = _notebook_picture(notebook)
+    try:
+        picture = _notebook_picture(notebook)
+    except _TooLarge:
+        return [TOO_LARGE]
     checker = _Checker(picture, list(forbid or []))
-    findings: list[Message] = []
+    findings: dict[Message, None] = {}  # distinct, in order
     for root in functions:
         if not isinstance(root, str):
             continue
-        for binding in picture.imports.get(root, []):
-            kind = checker.classify(binding.target) if not binding.target.startswith(".") else None
-            if kind in ("forbidden", "dynamic"):
-                reason = FORBIDDEN_REASON if kind == "forbidden" else DYNAMIC_REASON
-                findings.append(t("{root} が {target} からインポートされています（セル {cell} の {line} 行目）：{reason}",
-                                  "{root} is imported from {target} (line {line} of cell {cell}): {reason}",
-                                  root=root, target=binding.target, line=binding.line, cell=binding.cell,
-                                  reason=reason))
-        seen_units: set[int] = set()
-        queue: list[tuple[str, ...]] = [(root,)]
-        visited_names = {root}
-        while queue:
-            path = queue.pop(0)
-            units = picture.units.get(path[-1], [])
-            if len(path) == 1 and units:  # a defined function is checked with every patch statement
-                units = units + picture.patches
-            for unit in units:
-                if id(unit) in seen_units:
-                    continue
-                seen_units.add(id(unit))
-                try:
-                    hits, helpers = checker.unit_hits(unit)
-                except RecursionError:
-                    findings.append(t("{who} は入れ子が深すぎて確認できません（セル {cell}）",
-                                      "{who} is too deeply nested to check (cell {cell})", who=_who(path),
-                                      cell=unit.cell))
-                    continue
-                for hit in hits:
-                    findings.append(t("{who} が {thing}（セル {cell} の {line} 行目）：{reason}",
-                                      "{who} {thing} (line {line} of cell {cell}): {reason}", who=_who(path),
-                                      thing=hit.thing, line=hit.line, cell=unit.cell, reason=hit.reason))
-                for helper in sorted(helpers - visited_names):
-                    visited_names.add(helper)
-                    queue.append(path + (helper,))
-    return list(dict.fromkeys(findings))
+        for finding in _root_findings(picture, checker, root):
+            findings[finding] = None
+            if len(findings) >= MAX_FINDINGS:
+                return list(findings)
+    return list(findings)

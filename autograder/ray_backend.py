@@ -30,6 +30,7 @@ from tqdm import tqdm
 from autograder import config, engine
 from autograder.engine import RunnerOutcome, Submission
 from autograder.i18n import t
+from autograder.secret import course_secret
 
 RETRIES = 3  # Ray's retries of a task whose worker or node died (so up to 4 attempts)
 FINGERPRINTED = ("autograder/**/*.py", "autograder/*.toml", "autograder/*.json", "autograder/data/*",
@@ -65,16 +66,18 @@ def _node_training_data() -> Path:
 
 
 def grade_on_node(name: str, notebook: bytes, options: list[str], fingerprint: str,
-                  runner: list[str] | None = None) -> RunnerOutcome:
+                  runner: list[str] | None = None, secret: str | None = None) -> RunnerOutcome:
     """The Ray task: grade one notebook on this node with its own training data (``--train-data`` is added
-    here, since the driver's path means nothing on another machine)."""
+    here, since the driver's path means nothing on another machine) and the driver's course secret (so every
+    node draws the same ε, autograder/secret.py)."""
     mine = grader_fingerprint()
     if fingerprint != mine:
         import socket
 
         raise OtherGraderVersion(f"node {socket.gethostname()} has other grader code ({mine}, the driver has "
                                  f"{fingerprint}): install the same commit on every node")
-    return engine.run_runner(name, notebook, [*options, "--train-data", str(_node_training_data())], runner=runner)
+    return engine.run_runner(name, notebook, [*options, "--train-data", str(_node_training_data())], runner=runner,
+                             secret=secret)
 
 
 def node_options(options: list[str]) -> list[str]:
@@ -158,6 +161,7 @@ def grade_all(submissions: list[Submission], out: Path, *, jobs: int, options: l
     try:
         if resources["num_gpus"] and not ray.cluster_resources().get("GPU"):
             raise ClusterError("--device cuda, but the Ray cluster has no GPU (grade with --device cpu)")
+        secret = course_secret().hex()
         task = ray.remote(grade_on_node).options(max_retries=retries, retry_exceptions=[OSError], **resources)
         for submission in submissions:
             try:
@@ -165,7 +169,7 @@ def grade_all(submissions: list[Submission], out: Path, *, jobs: int, options: l
             except OSError as error:
                 results[submission.student_id] = engine.score(engine.unreadable(submission, error), questions)
                 continue
-            ref = task.remote(submission.notebook.name, notebook, node_options(options), fingerprint, runner)
+            ref = task.remote(submission.notebook.name, notebook, node_options(options), fingerprint, runner, secret)
             pending[ref] = submission
         with tqdm(total=len(submissions), initial=len(results), desc="grading", unit="notebook") as bar:
             while pending:

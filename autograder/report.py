@@ -61,8 +61,14 @@ def notes(result: dict[str, Any]) -> list[Message]:
     return lines
 
 
+# Gradescope renders outputs as "simple_format" (some HTML) unless told otherwise: every string in results.json can
+# hold text that the student's code controls (an exception's message, a cell's name), so all of it is plain text.
+TEXT_ONLY = {"output_format": "text", "test_output_format": "text", "test_name_format": "text"}
+
+
 def write_results_json(path: Path, result: dict[str, Any], lang: str = "both") -> None:
-    """Gradescope's autograder results format, in ``lang``; each test's ``tags`` holds its question id."""
+    """Gradescope's autograder results format, in ``lang``; each test's ``tags`` holds its question id. Every
+    output is declared plain text (:data:`TEXT_ONLY`), so nothing a student wrote is rendered as markup."""
     tests = []
     for qid, question in result["questions"].items():
         for check in question["checks"]:
@@ -74,6 +80,7 @@ def write_results_json(path: Path, result: dict[str, Any], lang: str = "both") -
                 "output": render(from_fields(check, "message"), lang),
                 "tags": [qid],
                 "visibility": "visible",
+                "output_format": "text",
             })
     document = {
         "score": result["total"],
@@ -82,6 +89,7 @@ def write_results_json(path: Path, result: dict[str, Any], lang: str = "both") -
         "output": "\n".join(render(note, lang) for note in notes(result)),
         "visibility": "visible",
         "stdout_visibility": "hidden",
+        **TEXT_ONLY,
         "tests": tests,
     }
     path.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -28,7 +28,7 @@ from autograder import config
 from autograder.failures import GradingFailure
 from autograder.i18n import Message, json_fields, t
 from autograder.rubric import GRADERS_DIR, RUBRIC_EXIT_CODE, RubricError, check_of, describe_problems
-from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
+from autograder.sandbox import ROLES, SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
 from autograder.submission import Context, read_notebook
 
 class Collector:
@@ -66,8 +66,10 @@ class Collector:
 
 def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: str | None = None) -> dict[str, Any]:
     """Run the graders on one notebook; return the outcome of every check."""
-    runtime = prepare_runtime(workdir / "runtime")
-    context = Context(notebook_path=notebook_path, runtime=runtime, sandbox=sandbox, log_path=workdir / "worker.log")
+    runtimes = {role: prepare_runtime(workdir / f"runtime-{role}", role,
+                                      hide=config.forbidden_modules() if role == "functions" else ())
+                for role in ROLES}
+    context = Context(notebook_path=notebook_path, runtimes=runtimes, sandbox=sandbox, log_dir=workdir)
     read_notebook(context)
     collector = Collector()
     arguments = [str(GRADERS_DIR), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir", str(GRADERS_DIR),
@@ -75,7 +77,7 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
     if select:
         arguments += ["-k", select]
     else:  # every check runs: start the student's worker now, while pytest collects the graders
-        context.worker("student").prestart()
+        context.worker("functions").prestart()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         code = pytest.main(arguments, plugins=[collector, context])
     if context.rubric_problems:
@@ -93,6 +95,17 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
         "pictures": context.pictures,
         "training_seconds": context.training_seconds,
     }
+
+
+def worker_log_tail(folder: Path, chars: int = 2000) -> str:
+    """The end of each worker's log (``worker-<role>.log``), under its role's name, for the instructor's grader.log."""
+    parts = []
+    for role in ROLES:
+        log = folder / f"worker-{role}.log"
+        text = log.read_text(errors="replace").strip() if log.exists() else ""
+        if text:
+            parts.append(f"[{role}]\n{text[-chars // len(ROLES):]}")
+    return "\n".join(parts)
 
 
 def _seconds_since_start() -> float:
@@ -127,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         except RubricError as error:
             print(f"error: {error}", file=sys.stderr)
             return RUBRIC_EXIT_CODE
-        log = Path(workdir, "worker.log")
-        result["worker_log_tail"] = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        result["worker_log_tail"] = worker_log_tail(Path(workdir))
     result["seconds"] = round(time.monotonic() - started, 2)
     result["startup_seconds"] = _seconds_since_start() - result["seconds"]
     args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))

@@ -7,10 +7,12 @@ in a new, empty root file system that holds only what the worker needs, read-onl
 * the Python runtime (the interpreter's prefix and the venv's site-packages) and the system libraries
   (``/usr``, with ``/lib``, ``/bin`` … as on the host);
 * ``/etc/ld.so.cache`` and a two-line ``/etc/passwd`` / ``/etc/group`` naming the sandbox user;
-* the worker's own runtime (:mod:`autograder.sandboxed` and the student-facing ``labtools.py``) at
-  :data:`RUNTIME_MOUNT`, and the **training** split of the datasets at :data:`DATA_MOUNT`, written there
-  by the trusted side (:func:`prepare_training_data`). No held-out image, no home folder, no exchange,
-  no repository, no other submission is mounted;
+* the worker role's own runtime (its files of :mod:`autograder.sandboxed`, :data:`ROLE_FILES`, and the
+  student-facing ``labtools.py``) at :data:`RUNTIME_MOUNT`, and, for the roles that train, the **training**
+  split of the datasets at :data:`DATA_MOUNT`, written there by the trusted side (:func:`prepare_training_data`).
+  No held-out image, no home folder, no exchange, no repository, no other submission is mounted; in the
+  ``functions`` role the forbidden k-means packages (``sklearn.cluster``, …) are covered by stand-ins that
+  raise ImportError, so their code is not there to run;
 * a private ``/tmp`` (256 MiB) and ``/dev/shm`` (64 MiB), new ``/proc`` and a minimal ``/dev``.
 
 No privilege inside: when the grader is root, bubblewrap sets up the mounts and the worker then drops to
@@ -78,16 +80,88 @@ class SandboxConfig:
         return Limits(memory_bytes=int(self.memory_gb * 2**30), max_pids=self.max_pids, cpu_cores=self.cpu_cores)
 
 
-def prepare_runtime(folder: Path) -> Path:
-    """Copy what the worker may see into ``folder``: the ``sandboxed`` package, ``labtools.py``, passwd/group."""
-    shutil.copytree(PACKAGE_DIR / "sandboxed", folder / "sandboxed",
-                    ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+# Which of the ``sandboxed`` package's files each worker role mounts (see docs/threat-model.md):
+# * ``functions`` answers the probes of the functions (reparameterize, vae_loss, kmeans, plot_latent_clusters):
+#   no training loop (its VAE objective is the reference vae_loss), no trusted implementation, no data;
+# * ``encoder`` trains models that call the student's own functions (vae_training) and maps held-out images to
+#   latents: the training loop, no trusted implementation;
+# * ``student`` probes and trains the model classes with the trusted implementations (conv_vae) and decodes the
+#   latents the trusted side chose: it never sees a held-out image.
+FUNCTION_FILES = ("__init__.py", "worker.py", "protocol.py", "probes.py")
+ROLE_FILES = {
+    "functions": FUNCTION_FILES,
+    "encoder": (*FUNCTION_FILES, "models.py", "training.py"),
+    "student": (*FUNCTION_FILES, "models.py", "training.py", "trusted.py"),
+}
+ROLES = tuple(ROLE_FILES)
+HIDDEN_SOURCE = "raise ImportError({message!r})\n"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What one worker role sees: ``folder`` (mounted at :data:`RUNTIME_MOUNT`), whether the training split is
+    mounted, and ``hidden``: (host path, replacement) pairs, a package folder or module file of the Python
+    environment covered by a stand-in that raises ImportError, so that its code is not there to run."""
+
+    folder: Path
+    role: str
+    data: bool
+    hidden: tuple[tuple[str, str], ...] = ()
+
+
+def prepare_runtime(folder: Path, role: str = "student", hide: list[str] | tuple[str, ...] = ()) -> Runtime:
+    """Copy what worker ``role`` may see into ``folder``: its files of the ``sandboxed`` package (:data:`ROLE_FILES`),
+    ``labtools.py``, passwd/group, and the stand-ins for the modules in ``hide`` (dotted names; the installed ones
+    are hidden, see :func:`module_paths`)."""
+    if role not in ROLE_FILES:
+        raise ValueError(f"unknown worker role {role!r} (one of {', '.join(ROLES)})")
+    (folder / "sandboxed").mkdir(parents=True, exist_ok=True)
+    for name in ROLE_FILES[role]:
+        shutil.copy2(PACKAGE_DIR / "sandboxed" / name, folder / "sandboxed" / name)
     shutil.copy2(REPO_ROOT / "assignment" / "labtools.py", folder / "labtools.py")
     (folder / "etc").mkdir(exist_ok=True)
     (folder / "etc" / "passwd").write_text(f"nobody:x:{SANDBOX_UID}:{SANDBOX_GID}:nobody:/tmp:/usr/sbin/nologin\n")
     (folder / "etc" / "group").write_text(f"nogroup:x:{SANDBOX_GID}:\n")
+    hidden = []
+    for dotted, path in module_paths(hide):
+        stand_in = folder / "hidden" / dotted
+        source = HIDDEN_SOURCE.format(message=f"{dotted} is not available in this grading worker")
+        if path.is_dir():
+            stand_in.mkdir(parents=True, exist_ok=True)
+            (stand_in / "__init__.py").write_text(source)
+        else:
+            stand_in.parent.mkdir(parents=True, exist_ok=True)
+            stand_in.write_text(source)
+        hidden.append((str(path), str(stand_in)))
     _readable(folder)
-    return folder
+    return Runtime(folder=folder, role=role, data=role != "functions", hidden=tuple(hidden))
+
+
+def module_paths(modules: list[str] | tuple[str, ...]) -> list[tuple[str, Path]]:
+    """``(dotted name, path)`` for each installed module in ``modules``, found without importing any of it: a
+    package's folder, or a module's file (``x.py``, ``x.cpython-….so``)."""
+    import importlib.util
+
+    found = []
+    for dotted in modules:
+        top, *rest = dotted.split(".")
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            continue
+        if spec is None:
+            continue
+        if not spec.submodule_search_locations:  # a top-level module file
+            if not rest and spec.origin and Path(spec.origin).is_file():
+                found.append((dotted, Path(spec.origin).resolve()))
+            continue
+        for root in spec.submodule_search_locations:
+            parent = Path(root, *rest[:-1]) if rest else Path(root).parent
+            name = rest[-1] if rest else top
+            candidates = [parent / name] if (parent / name).is_dir() else \
+                [parent / f"{name}.py", *sorted(parent.glob(f"{name}.*.so")), parent / f"{name}.so"]
+            found += [(dotted, path.resolve()) for path in candidates if path.exists()]
+    return found
 
 
 def prepare_training_data(folder: Path, datasets: list[str]) -> Path:
@@ -220,8 +294,9 @@ def _directories_above(path: Path) -> list[str]:
     return arguments
 
 
-def bwrap_arguments(runtime: Path, config: SandboxConfig) -> list[str]:
+def bwrap_arguments(runtime: Runtime, config: SandboxConfig) -> list[str]:
     """The bubblewrap command line that confines the worker (everything before the program)."""
+    own = runtime.folder
     arguments = ["bwrap", *_namespace_arguments(), "--proc", "/proc", "--dev", "/dev",
                  "--perms", "1777", "--size", str(SHM_LIMIT_BYTES), "--tmpfs", "/dev/shm",
                  "--remount-ro", "/dev",  # its tmpfs is unsized, and the sandbox user owns it in a user namespace
@@ -235,13 +310,15 @@ def bwrap_arguments(runtime: Path, config: SandboxConfig) -> list[str]:
     for name in ETC_FILES:
         if os.path.exists(name):
             arguments += ["--ro-bind", name, name]
-    arguments += ["--ro-bind", str(runtime / "etc" / "passwd"), "/etc/passwd",
-                  "--ro-bind", str(runtime / "etc" / "group"), "/etc/group"]
+    arguments += ["--ro-bind", str(own / "etc" / "passwd"), "/etc/passwd",
+                  "--ro-bind", str(own / "etc" / "group"), "/etc/group"]
     for folder in _python_roots():
         if not _inside(folder, [Path("/usr")]):
             arguments += [*_directories_above(folder), "--ro-bind", str(folder), str(folder)]
-    arguments += [*_directories_above(Path(RUNTIME_MOUNT)), "--ro-bind", str(runtime), RUNTIME_MOUNT]
-    if config.data is not None:
+    for path, stand_in in runtime.hidden:  # over the environment's binds: the real code is not there to run
+        arguments += ["--ro-bind", stand_in, path]
+    arguments += [*_directories_above(Path(RUNTIME_MOUNT)), "--ro-bind", str(own), RUNTIME_MOUNT]
+    if config.data is not None and runtime.data:
         arguments += ["--ro-bind", str(config.data), DATA_MOUNT]
     if config.device == "cuda":
         for node in sorted(Path("/dev").glob("nvidia*")):
@@ -329,15 +406,18 @@ def describe_none() -> str:
     return "none (unsafe: student code runs unconfined, as this user)"
 
 
-def start_worker(runtime: Path, config: SandboxConfig, log_path: Path) -> tuple[subprocess.Popen, WorkerGroup]:
-    """Start a worker process in its own resource group.
+def start_worker(runtime: Runtime, config: SandboxConfig) -> tuple[subprocess.Popen, WorkerGroup]:
+    """Start a worker process of ``runtime.role`` in its own resource group.
 
-    Its stdin/stdout are the request/answer pipes, stderr goes to ``log_path`` (size-capped).
+    Its stdin/stdout are the request/answer pipes and its stderr a third pipe of its own, which the trusted
+    side drains (:class:`autograder.client.Worker`): no file is shared between workers, so nothing one writes
+    can be read back by another (a log file could be reopened through ``/proc/self/fd``).
     """
-    group = WorkerGroup.create(config.limits(), name=f"w{os.getpid()}-{id(log_path) & 0xFFFFFF:x}",
+    group = WorkerGroup.create(config.limits(), name=f"w{os.getpid()}-{runtime.role}-{id(runtime) & 0xFFFFFF:x}",
                                cuda=config.device == "cuda")
     pass_fds: list[int] = []
     seccomp_file = None
+    data = config.data if runtime.data else None
     try:
         if config.mode == "bwrap":
             command = bwrap_arguments(runtime, config)
@@ -349,21 +429,20 @@ def start_worker(runtime: Path, config: SandboxConfig, log_path: Path) -> tuple[
                 pass_fds.append(seccomp_file.fileno())
                 command += ["--seccomp", str(seccomp_file.fileno())]
             command += [sys.executable, "-m", "sandboxed.worker", "--sandboxed"]
-            env = worker_environment(config, RUNTIME_MOUNT, DATA_MOUNT if config.data else None)
+            env = worker_environment(config, RUNTIME_MOUNT, DATA_MOUNT if data else None)
             cwd = None
         elif config.mode == "none":
             command = [sys.executable, "-m", "sandboxed.worker"]
             if os.geteuid() == 0:  # still no student code as root: the worker drops to 65534 (see mode "none")
                 command.append("--drop-privileges")
-                _traversable(runtime)
-            env = worker_environment(config, str(runtime), str(config.data) if config.data else None)
-            cwd = str(runtime)
+                _traversable(runtime.folder)
+            env = worker_environment(config, str(runtime.folder), str(data) if data else None)
+            cwd = str(runtime.folder)
         else:
             raise ValueError(f"unknown sandbox mode {config.mode!r} (use 'bwrap' or 'none')")
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                                       cwd=cwd, start_new_session=True, pass_fds=pass_fds,
-                                       preexec_fn=group.preexec)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env=env, cwd=cwd, start_new_session=True, pass_fds=pass_fds,
+                                   preexec_fn=group.preexec)
     except BaseException:
         group.remove()
         raise

@@ -31,6 +31,9 @@ overall over those regions together (a long region weighs more than a three-line
 fingerprints form one set, so a pair costs one set intersection: 500 students (124,750 pairs) take about 5 s on
 this project's 2-core machine, 19 s end to end with reading 500 notebooks.
 
+Cost: linear in a notebook's size. A region is read up to :data:`MAX_REGION_CHARS` (the cell size beyond which
+grading's extraction does not read a cell at all), cut at a line break, so that a huge cell costs a bounded time.
+
 Why not copydetect: it fingerprints files, and its filter replaces every name, ``torch.cdist`` and ``dim=``
 included, by the same letter; in this lab, where solutions are mostly library calls, that makes independent
 answers look alike. It would also need one file per student and region, and its template removal works on whole
@@ -56,6 +59,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from autograder import config, engine
+from autograder.extract import MAX_CELL_CHARS
 
 #: grade_id of each solution cell -> its short label in tables.
 REGIONS: dict[str, str] = {"reparameterize": "repar", "vae_loss": "loss", "kmeans": "kmeans",
@@ -65,6 +69,7 @@ W = 4  # k-grams per winnowing window
 TEMPLATE = config.PACKAGE_DIR.parent / "assignment" / "autoencoders.ipynb"
 REPAIRS = 10  # error lines blanked to read the binders of a cell that does not parse
 SHOWN_REGION_SCORE = 0.5  # a pair's details show the regions scoring at least this, and always its best one
+MAX_REGION_CHARS = MAX_CELL_CHARS  # of a region's source read; about 0.7 s to fingerprint
 
 _SKIPPED = {tokenize.COMMENT, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER}
 _ASSIGN_OPS = {"=", ":=", "+=", "-=", "*=", "/=", "//=", "%=", "**=", "@=", "&=", "|=", "^=", ">>=", "<<="}
@@ -138,6 +143,7 @@ def _binders(source: str) -> tuple[set[str], set[str], set[tuple[int, int]], boo
     A cell that does not parse is parsed again with the line of each syntax error blanked (up to
     :data:`REPAIRS` lines), so that a typo costs only its own line's binders; None if that fails too."""
     lines = source.split("\n")
+    columns: dict[int, dict[int, int] | None] = {}  # line number -> _char_columns of that line
     for attempt in range(REPAIRS + 1):
         try:
             tree = ast.parse("\n".join(lines))
@@ -154,7 +160,10 @@ def _binders(source: str) -> tuple[set[str], set[str], set[tuple[int, int]], boo
     keywords: set[tuple[int, int]] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg is not None:  # ast counts columns in UTF-8 bytes
-            keywords.add((node.lineno, len(lines[node.lineno - 1].encode()[:node.col_offset].decode())))
+            if node.lineno not in columns:
+                columns[node.lineno] = _char_columns(lines[node.lineno - 1])
+            line_columns = columns[node.lineno]
+            keywords.add((node.lineno, node.col_offset if line_columns is None else line_columns[node.col_offset]))
         elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
             names.add(node.id)
         elif isinstance(node, ast.arg):
@@ -166,6 +175,19 @@ def _binders(source: str) -> tuple[set[str], set[str], set[tuple[int, int]], boo
         elif isinstance(node, ast.ExceptHandler) and node.name:
             names.add(node.name)
     return names, attributes, keywords, attempt == 0
+
+
+def _char_columns(line: str) -> dict[int, int] | None:
+    """Byte offset in UTF-8 -> character offset, for each character of ``line``; None for an ASCII line, where the
+    two are equal. Built once per line: converting each keyword's column on its own cost the line's length each
+    time, quadratic for a line of many keyword arguments (100,000 on one line with an "é": 58 s)."""
+    if line.isascii():
+        return None
+    columns, offset = {}, 0
+    for index, character in enumerate(line):
+        columns[offset] = index
+        offset += len(character.encode())
+    return columns
 
 
 def _canonical(literal: str) -> str:
@@ -268,15 +290,22 @@ def region_sources(notebook: dict) -> dict[str, str]:
     """Region -> the source of the last code cell that defines its name at top level: the definition that
     grading keeps, usually the cell with that grade_id, but also an answer written in another cell below the
     stub or pasted into a cell without metadata. Without any, the cell(s) with that grade_id (e.g. emptied)."""
-    cells = _code_cells(notebook)
+    cells = [(_cell_source(c), _grade_id(c)) for c in _code_cells(notebook)]
     sources: dict[str, str] = {}
     for region in REGIONS:
         defines = re.compile(rf"^(?:async\s+def|def|class)\s+{region}\b", re.MULTILINE).search
-        defining = [_cell_source(c) for c in cells if defines(_cell_source(c))]
-        tagged = [_cell_source(c) for c in cells if _grade_id(c) == region]
+        defining = [source for source, _ in cells if defines(source)]
+        tagged = [source for source, grade_id in cells if grade_id == region]
         if defining or tagged:
-            sources[region] = defining[-1] if defining else "\n".join(tagged)
+            sources[region] = _clipped(defining[-1] if defining else "\n".join(tagged))
     return sources
+
+
+def _clipped(source: str) -> str:
+    """The source up to :data:`MAX_REGION_CHARS`, cut after the last whole line that fits."""
+    if len(source) <= MAX_REGION_CHARS:
+        return source
+    return source[:source.rfind("\n", 0, MAX_REGION_CHARS) + 1]
 
 
 def _grade_id(cell: dict) -> object:

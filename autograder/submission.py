@@ -11,7 +11,7 @@ from autograder.client import Worker
 from autograder.extract import extract_cells
 from autograder.failures import StudentText
 from autograder.i18n import Message, t
-from autograder.sandbox import SandboxConfig
+from autograder.sandbox import ROLES, Runtime, SandboxConfig
 
 
 @dataclass(eq=False)  # hashable: pytest keeps plugins in a set
@@ -19,9 +19,9 @@ class Context:
     """What the graders' fixtures need to know about the submission (registered as a pytest plugin)."""
 
     notebook_path: Path
-    runtime: Path
+    runtimes: dict[str, Runtime]  # role -> what that role's worker sees (sandbox.ROLE_FILES)
     sandbox: SandboxConfig
-    log_path: Path
+    log_dir: Path  # each worker's output goes to worker-<role>.log here
     notebook: dict | None = None
     notebook_error: Message | None = None
     cells: list[tuple[str, str]] = field(default_factory=list)  # (cell label, definitions)
@@ -29,15 +29,20 @@ class Context:
     worker_starts: int = 0
     failed_cells: list[list[str]] = field(default_factory=list)
     text: StudentText = field(default_factory=StudentText)  # the feedback text the student's code controls
-    workers: dict[str, Worker] = field(default_factory=dict)  # "student" and "encoder", made on first use
+    workers: dict[str, Worker] = field(default_factory=dict)  # role -> its worker, made on first use
     rubric_problems: list[str] = field(default_factory=list)
     pictures: list[dict] = field(default_factory=list)  # for the feedback page (conftest's ``pictures`` fixture)
     training_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # question -> step -> seconds
+    plan: Any = None  # the TrainingPlan of the selected training questions, started once they are collected
 
     def worker(self, role: str) -> Worker:
-        """The submission's ``student`` or ``encoder`` worker (see the graders' conftest)."""
+        """The submission's worker of ``role``: ``functions``, ``student`` or ``encoder`` (see the graders' conftest).
+
+        Each role is its own process with its own runtime and pipes: they share nothing but what the trusted
+        side passes between them."""
         if role not in self.workers:
-            worker = Worker(self.cells, self.runtime, self.sandbox, self.log_path, text=self.text)
+            worker = Worker(self.cells, self.runtimes[role], self.sandbox, self.log_dir / f"worker-{role}.log",
+                            text=self.text)
             worker.broken = self.notebook_error
             self.workers[role] = worker
         return self.workers[role]
@@ -50,12 +55,28 @@ class Context:
         self.rubric_problems = problems(items, grading.questions())
         if self.rubric_problems:
             items.clear()
+        items.sort(key=lambda item: "training_plan" in getattr(item, "fixturenames", ()))  # stable: trainings last
 
     def pytest_collection_finish(self, session: Any) -> None:
-        """Start the workers that the selected checks need now, so that their start-up overlaps the rest."""
-        for role in ("student", "encoder"):
+        """Start the workers that the selected checks need, and the trainings, now: the ``functions`` worker's
+        checks then run while the ``student`` and ``encoder`` workers train."""
+        for role in ROLES:
             if any(role in getattr(item, "fixturenames", ()) for item in session.items):
                 self.worker(role).prestart()
+        self.training_plan(session.items)
+
+    def training_plan(self, items: list) -> Any:
+        """The trainings of the questions whose checks in ``items`` need one (started on the first call)."""
+        if self.plan is None:
+            from autograder import config as grading
+            from autograder.bottleneck import TrainingPlan
+
+            selected = {item.get_closest_marker("question").args[0] for item in items
+                        if "training_plan" in getattr(item, "fixturenames", ()) and item.get_closest_marker("question")}
+            if selected:
+                self.plan = TrainingPlan(self.worker("student"), self.worker("encoder"),
+                                         [q for q in grading.budgets() if q in selected], self.sandbox.device)
+        return self.plan
 
 
 def read_notebook(context: Context) -> None:

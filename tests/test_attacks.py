@@ -322,7 +322,7 @@ def kmeans(x, n_clusters, n_iters=100, seed=0):
 '''
 
 # The source policy does not see KMeans reached through scikit-learn's registry of estimators (sklearn.utils is
-# allowed); the worker's run-time watch sees KMeans.fit run.
+# allowed); in the worker that runs kmeans, sklearn.cluster is not installed, so the registry cannot load it.
 REGISTRY_KMEANS = r'''
 import torch
 from sklearn.utils import all_estimators
@@ -620,23 +620,22 @@ def test_feedback_carries_little_student_text_and_no_host_path(graded):
 
 
 def test_kmeans_wrapping_scikit_learn_scores_zero(graded):
-    """kmeans that calls sklearn.cluster.KMeans clusters perfectly but the source policy voids the question."""
+    """kmeans that calls sklearn.cluster.KMeans: the source policy names it and voids the question (in the worker
+    that runs kmeans, the cell's import fails: sklearn.cluster is not installed there)."""
     results, _ = _results(graded, "side_channels")
     checks = _checks(results["wrapper"])
     kmeans = {name: test for name, test in checks.items() if name.startswith("kmeans:")}
     assert len(kmeans) >= 5 and all(test["score"] == 0 for test in kmeans.values()), kmeans
     policy = [test for test in kmeans.values() if "sklearn.cluster.KMeans" in test["output"]]
     assert len(policy) == 1 and policy[0]["status"] == "failed"
-    clustering = [test for name, test in kmeans.items() if "blobs" in name or "inertia" in name]
-    assert len(clustering) == 2 and all("ran code from a forbidden package (sklearn.cluster (_kmeans.py: "
-                                        in test["output"] for test in clustering), clustering
+    assert "sklearn.cluster is not available in this grading worker" in results["wrapper"]["output"]
 
 
 def test_kmeans_reaching_scikit_learn_out_of_the_source_checks_sight_scores_zero(graded):
-    """KMeans taken from scikit-learn's estimator registry passes the source policy, but the run-time watch sees
-    KMeans.fit run; a module written to /tmp at run time cannot be imported."""
+    """KMeans taken from scikit-learn's estimator registry passes the source policy, but sklearn.cluster is not
+    there to load; a module written to /tmp at run time cannot be imported."""
     results, _ = _results(graded, "side_channels")
-    for student, words in (("registry", "ran code from a forbidden package (sklearn.cluster"),
+    for student, words in (("registry", "sklearn.cluster is not available in this grading worker"),
                            ("smuggler", "ModuleNotFoundError")):
         kmeans = {name: test for name, test in _checks(results[student]).items() if name.startswith("kmeans:")}
         policy = [test for test in kmeans.values() if "ready-made implementation" in test["name"]]

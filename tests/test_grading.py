@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 
 from autograder import config
+from autograder.bottleneck import held_out_images, pins, split_lanes, train_encode_decode, training_costs
 from autograder.client import Worker
 from autograder.extract import extract_notebook
-from autograder.bottleneck import held_out_images, split_lanes, train_encode_decode, training_costs
-from autograder.sandbox import SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
+from autograder.graders.trained import SMOOTHNESS_LIMIT
+from autograder.latents import smoothness
+from autograder.sandbox import ROLE_FILES, SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
 from autograder.scoring import held_out_score
 from tools.make_examples import QUESTIONS, STUDENTS
 
@@ -167,7 +169,8 @@ def test_cli_rejects_bad_input_in_one_line(tmp_path):
 
 
 def test_reference_passes_training_checks_under_unseen_seeds(tmp_path, train_data):
-    """A correct solution passes the calibrated limits under 10 seeds that calibration did not use."""
+    """A correct solution passes the calibrated limits, and the decoder smoothness limit, under 10 seeds that
+    calibration did not use."""
     calibration = config.calibration()
     budgets = config.budgets()
     cells = extract_notebook(config.REFERENCE_NOTEBOOK).cells
@@ -187,6 +190,9 @@ def test_reference_passes_training_checks_under_unseen_seeds(tmp_path, train_dat
                     value = held_out_score(budget["kind"], trained.images, trained.latents, x_eval, budget["model"])
                     if value > calibration["questions"][qid]["threshold"]:
                         failures.append((qid, seed, value))
+                    change = smoothness(trained.images, trained.shifted_images)
+                    if change > SMOOTHNESS_LIMIT:
+                        failures.append((qid, seed, f"smoothness {change:.3f}"))
         finally:
             for worker in workers:
                 worker.close()
@@ -282,6 +288,17 @@ def test_trainings_are_split_so_both_workers_stay_busy():
     assert split_lanes({"conv_vae": 3.0}) == {"conv_vae": "student"}  # one training: the student's worker
     assert split_lanes({"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}) == {"a": "encoder", "b": "student", "c": "encoder",
                                                                      "d": "student"}
+
+
+def test_trainings_go_where_no_trusted_version_of_what_they_call_is_mounted():
+    """conv_vae (trusted reparameterize) trains in the student worker, the only one holding trusted.py;
+    vae_training (the student's own reparameterize) in the encoder worker, which has none; the rest by load."""
+    questions = ["vae_training", "conv_autoencoder", "conv_vae"]
+    pinned = pins(questions)
+    assert pinned == {"conv_vae": "student", "vae_training": "encoder"}
+    lanes = split_lanes({"vae_training": 9.0, "conv_autoencoder": 1.0, "conv_vae": 1.0}, pinned)
+    assert lanes == {"vae_training": "encoder", "conv_vae": "student", "conv_autoencoder": "student"}
+    assert "trusted.py" not in ROLE_FILES["encoder"] and "trusted.py" in ROLE_FILES["student"]
 
 
 def test_a_huge_or_deeply_nested_file_scores_zero_with_its_reason(tmp_path):

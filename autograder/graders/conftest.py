@@ -24,38 +24,46 @@ def context(request: pytest.FixtureRequest) -> Any:
     return next(p for p in request.config.pluginmanager.get_plugins() if isinstance(p, Context))
 
 
-@pytest.fixture(scope="session")
-def student(context: Any) -> Iterator[Worker]:
-    """The student's definitions, loaded in a sandboxed worker process. It never sees a held-out image."""
-    worker = context.worker("student")
+def _role(context: Any, role: str) -> Iterator[Worker]:
+    worker = context.worker(role)
     yield worker
     context.worker_starts += worker.starts
-    context.failed_cells = worker.failed_cells()
+    context.failed_cells += [cell for cell in worker.failed_cells() if cell not in context.failed_cells]
     worker.close()
+
+
+@pytest.fixture(scope="session")
+def functions(context: Any) -> Iterator[Worker]:
+    """The worker that runs the student's functions (reparameterize, vae_loss, kmeans, plot_latent_clusters).
+
+    Its runtime has no training loop, no trusted implementation and no data, and the forbidden k-means packages
+    are not installed in it (see autograder/sandbox.py's ROLE_FILES)."""
+    yield from _role(context, "functions")
+
+
+@pytest.fixture(scope="session")
+def student(context: Any) -> Iterator[Worker]:
+    """The worker that builds, probes and trains the model classes (with the trusted implementations of
+    questions.toml's ``trusted`` names) and decodes the latents the grader chose. It never sees a held-out image."""
+    yield from _role(context, "student")
 
 
 @pytest.fixture(scope="session")
 def encoder(context: Any) -> Iterator[Worker]:
-    """A second worker with the same definitions that maps held-out images to latents, and nothing else.
+    """A worker with the same definitions that trains the models that call the student's own functions
+    (vae_training: it holds no trusted implementation), then maps held-out images to latents.
 
     It sees the held-out images, so it is never asked to decode: what gets scored is drawn by
     :func:`student`'s worker from latents alone (see :mod:`autograder.bottleneck`).
     """
-    worker = context.worker("encoder")
-    yield worker
-    context.worker_starts += worker.starts
-    worker.close()
+    yield from _role(context, "encoder")
 
 
 @pytest.fixture(scope="session")
-def training_plan(student: Worker, encoder: Worker, device: str, context: Any,
-                  request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The selected training questions, trained (two at a time) on first use; see :class:`TrainingPlan`."""
-    from autograder.bottleneck import TrainingPlan
-
-    selected = {item.get_closest_marker("question").args[0] for item in request.session.items
-                if "training_plan" in getattr(item, "fixturenames", ()) and item.get_closest_marker("question")}
-    plan = TrainingPlan(student, encoder, [q for q in config.budgets() if q in selected], device)
+def training_plan(student: Worker, encoder: Worker, context: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The selected training questions, two at a time, started as soon as they were collected (see
+    :meth:`autograder.submission.Context.training_plan` and :class:`autograder.bottleneck.TrainingPlan`)."""
+    plan = context.training_plan(request.session.items)
     yield plan
     plan.close()
     context.training_seconds = plan.seconds

@@ -17,8 +17,8 @@ TITLE = "k-means (k = 5) 潜在空間"
 NOT_A_NOTEBOOK = t("提出物が読み込めるノートブックではありません", "the submission is not a readable notebook")
 
 
-def scatter(student) -> dict:
-    report = student.request("figure", name="plot_latent_clusters", args=[LATENTS, LABELS], kwargs={"title": TITLE})
+def scatter(functions) -> dict:
+    report = functions.request("figure", name="plot_latent_clusters", args=[LATENTS, LABELS], kwargs={"title": TITLE})
     expect(report["is_figure"], t("plot_latent_clusters は matplotlib の Figure を返す必要がありますが、{type} を返し"
                                   "ました（fig, ax = plt.subplots(); ...; return fig）",
                                   "plot_latent_clusters must return a matplotlib Figure, not {type} "
@@ -41,12 +41,12 @@ def point_colours(report: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(points), torch.cat(colours)
 
 
-def test_returns_figure_with_every_point(student):
+def test_returns_figure_with_every_point(functions):
     """Returns a Figure whose scatter plots show all N latents, under the given title.
 
     ja: 渡したタイトルのついた Figure を返し、その散布図に N 個の潜在変数がすべて描かれている
     """
-    report = scatter(student)
+    report = scatter(functions)
     expect(any(TITLE in str(title) for title in report.get("titles", [])),
            t("渡したタイトル（title={title!r}）が図に表示されていません。ax.set_title(title) を使ってください",
              "the figure does not show the title passed in (title={title!r}): use ax.set_title(title)", title=TITLE))
@@ -63,12 +63,12 @@ def test_returns_figure_with_every_point(student):
                              "latents[:, 1])"))
 
 
-def test_one_colour_per_cluster(student):
+def test_one_colour_per_cluster(functions):
     """Each cluster has its own colour: at least k colours, one per cluster.
 
     ja: クラスタごとに別の色で描かれている（k 色以上、クラスタごとに 1 色）
     """
-    points, colours = point_colours(scatter(student))
+    points, colours = point_colours(scatter(functions))
     expect(len(points) == len(LATENTS), t("描かれていない点があります", "not every point is drawn"))
     cluster_of = {tuple(p): int(c) for p, c in zip(LATENTS.round(decimals=4).tolist(), LABELS)}
     colour_of: dict[int, set] = {}
@@ -91,12 +91,12 @@ def test_one_colour_per_cluster(student):
                                                                     "two clusters share a colour"))
 
 
-def test_colours_have_a_key(student):
+def test_colours_have_a_key(functions):
     """The colours have a key: a legend with a labelled entry per cluster, or a colorbar.
 
     ja: 色の凡例がある: クラスタごとにラベルのついた項目をもつ凡例、またはカラーバー
     """
-    report = scatter(student)
+    report = scatter(functions)
     entries = report.get("legend_entries", 0)
     expect(entries >= K or report.get("colorbar"),
            t("色がどのクラスタを表すかを示す凡例がありません（{k} 個のクラスタに対して、ラベルのついた凡例の項目が {entries} "

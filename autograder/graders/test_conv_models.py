@@ -67,11 +67,18 @@ def _for_input(output: str, shape: tuple[int, ...]):
 
 
 @parametrize
-def test_encoder_has_conv2d(student, name, attempts):
+def test_encoder_has_conv2d(student, name, attempts, training_plan):
     """The model has self.encoder and self.decoder, and the encoder contains nn.Conv2d.
 
     ja: モデルが self.encoder と self.decoder をもち、エンコーダに nn.Conv2d が含まれている
     """
+    weights = training_plan.weights(MODELS[name]["question"])  # plain data: the layer list below is a probe's word
+    if weights is not None:
+        expect(any(key.startswith("encoder.") and value.dim() == 4 for key, value in weights.items()),
+               t("学習後の {name} の重みに、encoder の畳み込みカーネル（encoder. で始まる 4 次元の重み）がありません。"
+                 "エンコーダは nn.Conv2d で作る必要があります",
+                 "{name}'s trained weights hold no convolution kernel under encoder. (a 4-D weight): the encoder must "
+                 "be built with nn.Conv2d", name=name))
     for report in inspect(student, name, attempts):
         for part in ("encoder", "decoder"):
             expect(report[f"{part}_layers"] is not None, t("{name} には nn.Module の属性 self.{part} が必要です",

@@ -35,21 +35,12 @@ FEW_LOCATIONS = torch.tensor([[5.0, 5.0], [-5.0, 5.0], [5.0, -5.0]])  # 3 distin
 FEW_POINTS = FEW_LOCATIONS.repeat_interleave(torch.tensor([15, 15, 10]), dim=0)
 
 
-FORBID = config.questions()["kmeans"]["policy"]["forbid"]
+def run_kmeans(functions, x: torch.Tensor, k: int, *, seed: int = 0, torch_seed: int = 0):
+    """The student's (labels, centroids) values, after the layered type and shape checks.
 
-
-def run_kmeans(student, x: torch.Tensor, k: int, *, seed: int = 0, torch_seed: int = 0):
-    """The student's (labels, centroids) values, after the layered type and shape checks; a run that entered
-    a forbidden package's code (the worker's run-time watch, the complement of the source policy) fails."""
-    result = student.request("call", name="kmeans", args=[x, k], kwargs={"seed": seed}, seed=torch_seed,
-                             forbid=FORBID)
-    ran = result.get("forbidden")
-    expect(ran != "unhooked", t("kmeans の実行中に、実行を監視するフックが外されました（sys.setprofile など）",
-                                "while kmeans ran, the grader's run-time watch was unhooked (sys.setprofile or alike)"))
-    expect(ran is None, t("kmeans が禁止されたパッケージのコードを実行しました（{code}）。この課題では PyTorch で自分で"
-                          "実装することが求められています",
-                          "kmeans ran code from a forbidden package ({code}); the lab asks for your own PyTorch "
-                          "implementation", code=ran))
+    ``kmeans`` runs in the ``functions`` worker, where the forbidden packages (questions.toml's
+    ``[kmeans.policy] forbid``) are not installed: however it is reached, scikit-learn's KMeans is not there."""
+    result = functions.request("call", name="kmeans", args=[x, k], kwargs={"seed": seed}, seed=torch_seed)
     labels, centroids = items(result, "kmeans", 2, "labels, centroids")
     labels = tensor(labels, "labels", shape=(len(x),), dtypes=INTEGER_DTYPES).long()
     centroids = tensor(centroids, "centroids", shape=(k, x.shape[1]))
@@ -105,12 +96,12 @@ def likely_cause(x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor,
     return None
 
 
-def test_returns_integer_labels_and_centroids(student):
+def test_returns_integer_labels_and_centroids(functions):
     """Returns (labels, centroids): integer labels of shape (N,) in [0, k), float centroids of shape (k, D).
 
     ja: (labels, centroids) を返す: labels は [0, k) の整数で形状 (N,)、centroids は浮動小数点数で形状 (k, D)
     """
-    labels, centroids = run_kmeans(student, BLOBS, 4)
+    labels, centroids = run_kmeans(functions, BLOBS, 4)
     expect(int(labels.min()) >= 0 and int(labels.max()) < 4, t("labels は [0, 4) の範囲になければなりませんが、"
                                                                 "[{low}, {high}] にわたっています",
                                                                 "labels must lie in [0, 4), they span [{low}, {high}]",
@@ -119,12 +110,12 @@ def test_returns_integer_labels_and_centroids(student):
                                             "centroids must be a floating-point tensor"))
 
 
-def test_agrees_with_sklearn_on_separated_blobs(student):
+def test_agrees_with_sklearn_on_separated_blobs(functions):
     """Finds the same 4 clusters as scikit-learn on well-separated blobs (adjusted Rand index ≥ 0.99).
 
     ja: よく分離した塊のデータで scikit-learn と同じ 4 つのクラスタを見つける（調整ランド指数 ≥ 0.99）
     """
-    labels, centroids = run_kmeans(student, BLOBS, 4)
+    labels, centroids = run_kmeans(functions, BLOBS, 4)
     expected = KMeans(n_clusters=4, n_init=10, random_state=0).fit(BLOBS.numpy())
     agreement = adjusted_rand_score(expected.labels_, labels.numpy())
     cause = likely_cause(BLOBS, labels, centroids)
@@ -138,7 +129,7 @@ def test_agrees_with_sklearn_on_separated_blobs(student):
         fail(cause)
 
 
-def test_inertia_close_to_sklearn_on_latents(student, pictures):
+def test_inertia_close_to_sklearn_on_latents(functions, pictures):
     """On 2,000 real AE latents (k = 10), the best of 10 seeds has an inertia within 5 % of scikit-learn's.
 
     ja: 実際の AE の潜在変数 2,000 個（k = 10）で、10 個のシードのうち最良の慣性が scikit-learn の 5 % 以内に入る
@@ -146,7 +137,7 @@ def test_inertia_close_to_sklearn_on_latents(student, pictures):
     latents = torch.from_numpy(np.load(config.LATENTS_FILE, allow_pickle=False))
     # One k-means++ run can land in a poor local optimum by chance (the reference does for 9 of 20 seeds), so
     # like scikit-learn's n_init=10 the best of 10 seeds counts.
-    runs = [run_kmeans(student, latents, 10, seed=seed) for seed in range(INERTIA_SEEDS)]
+    runs = [run_kmeans(functions, latents, 10, seed=seed) for seed in range(INERTIA_SEEDS)]
     labels, centroids = min(runs, key=lambda run: inertia(latents, run[0]))
     add(pictures, "kmeans", t("採点用の AE の潜在変数 2,000 個を、あなたの kmeans（k = 10）でクラスタリングした結果",
                               "the grader's 2,000 AE latents clustered by your kmeans (k = 10)"),
@@ -168,13 +159,13 @@ def test_inertia_close_to_sklearn_on_latents(student, pictures):
                found=found, excess=found / expected - 1, expected=expected, cause=cause))
 
 
-def test_deterministic_for_a_seed(student):
+def test_deterministic_for_a_seed(functions):
     """The same seed gives the same labels and centroids, whatever the global random state.
 
     ja: グローバルな乱数の状態によらず、同じシードなら同じ labels と centroids を返す
     """
     latents = torch.from_numpy(np.load(config.LATENTS_FILE, allow_pickle=False))
-    runs = [run_kmeans(student, latents, 10, seed=0, torch_seed=torch_seed) for torch_seed in (1, 2, 3)]
+    runs = [run_kmeans(functions, latents, 10, seed=0, torch_seed=torch_seed) for torch_seed in (1, 2, 3)]
     expect(all(torch.equal(runs[0][0], labels) and torch.equal(runs[0][1], centroids) for labels, centroids in runs),
            t("seed=0 で 3 回呼び出したところ、結果が異なりました。初期化のランダムな選択は（最初の重心も含めて）すべて、"
              "グローバルな乱数の状態ではなく generator = torch.Generator().manual_seed(seed) で行ってください",
@@ -183,12 +174,12 @@ def test_deterministic_for_a_seed(student):
              "state"))
 
 
-def test_empty_cluster_keeps_its_centroid(student):
+def test_empty_cluster_keeps_its_centroid(functions):
     """With fewer distinct points than clusters, one cluster stays empty: its centroid keeps its place.
 
     ja: 異なる点の数がクラスタ数より少なく空のクラスタができるとき、その重心は元の位置にとどまる
     """
-    labels, centroids = run_kmeans(student, FEW_POINTS, 4)
+    labels, centroids = run_kmeans(functions, FEW_POINTS, 4)
     if bool(torch.isfinite(centroids).all()):  # the clusters that have points come first: name their mistake
         cause = likely_cause(FEW_POINTS, labels, centroids, empty_expected=True)
         expect(cause is None, cause)
@@ -211,7 +202,7 @@ def test_empty_cluster_keeps_its_centroid(student):
              "each point must end at its own location's centroid"))
 
 
-def test_kmeans_plus_plus_finds_small_far_clusters(student):
+def test_kmeans_plus_plus_finds_small_far_clusters(functions):
     """k-means++ initialisation: 9 small far-away clusters beside a wide one each get a centroid (2 of 3 seeds).
 
     The wide cluster has 2,000 points, the small ones 6 points each; D² weighting finds all of them.
@@ -220,7 +211,7 @@ def test_kmeans_plus_plus_finds_small_far_clusters(student):
     """
     found = 0
     for seed in KMEANS_PP_SEEDS:
-        labels, _ = run_kmeans(student, FAR_CLUSTERS, 10, seed=seed)
+        labels, _ = run_kmeans(functions, FAR_CLUSTERS, 10, seed=seed)
         small = labels[2000:].reshape(9, 6)
         separate = all(row.unique().numel() == 1 for row in small) and small[:, 0].unique().numel() == 9
         found += separate and not bool(torch.isin(small[:, 0], labels[:2000]).any())

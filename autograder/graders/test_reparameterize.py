@@ -22,25 +22,25 @@ CORRELATION_LIMIT = 0.05  # 20,000 independent pairs: |r| < 0.05 with probabilit
 KS_LIMIT = 0.02  # the KS distance of 40,000 true N(0,1) draws is < 0.011 with probability 1 − 1e-4
 
 
-def draw(student, n: int = N_DRAWS, seed: int = 0) -> torch.Tensor:
+def draw(functions, n: int = N_DRAWS, seed: int = 0) -> torch.Tensor:
     """z for n copies of (MU, LOGVAR); the worker seeds torch's global generator with ``seed`` first."""
-    result = student.request("call", name="reparameterize", args=[MU.expand(n, 2).clone(), LOGVAR.expand(n, 2).clone()],
+    result = functions.request("call", name="reparameterize", args=[MU.expand(n, 2).clone(), LOGVAR.expand(n, 2).clone()],
                              seed=seed)
     return tensor(result, "z", shape=(n, 2), dtype="float32").double()
 
 
-def test_keeps_shape_dtype_and_device(student, device):
+def test_keeps_shape_dtype_and_device(functions, device):
     """z has the shape, dtype and device of mu.
 
     ja: z は mu と同じ形状・dtype・デバイスをもつ
     """
     for shape, dtype in [((64, 2), torch.float32), ((8, 5), torch.float64)]:
         mu, logvar = torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
-        result = student.request("call", name="reparameterize", args=[mu, logvar], device=device)
+        result = functions.request("call", name="reparameterize", args=[mu, logvar], device=device)
         tensor(result, "z", shape=shape, dtype=str(dtype).replace("torch.", ""), device=device)
 
 
-def test_gradients_reach_mu_and_logvar(student):
+def test_gradients_reach_mu_and_logvar(functions):
     """Gradients flow from z to mu and to logvar: ∂z/∂μ = 1, ∂z/∂logvar = ½·(z − μ).
 
     ja: z から mu と logvar へ勾配が流れる: ∂z/∂μ = 1、∂z/∂logvar = ½·(z − μ)
@@ -48,7 +48,7 @@ def test_gradients_reach_mu_and_logvar(student):
     generator = torch.Generator().manual_seed(1)
     mu, logvar = torch.randn(16, 2, generator=generator), torch.randn(16, 2, generator=generator)
     weight = torch.randn(16, 2, generator=generator)
-    result = student.request("gradients", name="reparameterize", args=[mu, logvar], weight=weight)
+    result = functions.request("gradients", name="reparameterize", args=[mu, logvar], weight=weight)
     z = tensor(result, "z", shape=(16, 2))
     expect(not close(z, mu, 0.0, 0.0), t("z が mu と等しくなっています。ノイズの項 std * eps が抜けています"
                                          "（z = mu + std * eps）",
@@ -82,12 +82,12 @@ def test_gradients_reach_mu_and_logvar(student):
             ])
 
 
-def test_mean_and_std_match_mu_and_sigma(student):
+def test_mean_and_std_match_mu_and_sigma(functions):
     """Over 20,000 draws, mean(z) ≈ μ and std(z) ≈ exp(½·logvar).
 
     ja: 20,000 回のサンプルで mean(z) ≈ μ、std(z) ≈ exp(½·logvar) となる
     """
-    z = draw(student)
+    z = draw(functions)
     std, mean = z.std(dim=0), z.mean(dim=0)
     expect(bool((std > 1e-6).all()), t("z がサンプルごとに変化しません。ノイズ eps が抜けています（z = mu + std * eps "
                                        "です）", "z does not vary between draws: the noise eps is missing "
@@ -133,15 +133,15 @@ def test_mean_and_std_match_mu_and_sigma(student):
              m0=mean[0].item(), m1=mean[1].item(), mu0=MU[0].item(), mu1=MU[1].item()))
 
 
-def test_noise_is_standard_normal(student):
+def test_noise_is_standard_normal(functions):
     """The noise is Gaussian (torch.randn_like), independent across dimensions and drawn afresh on every call.
 
     ja: ノイズは正規分布（torch.randn_like）に従い、次元ごとに独立で、呼び出しのたびに新しく引かれる
     """
-    z = draw(student)
+    z = draw(functions)
     expect(bool((z.std(dim=0) > 1e-6).all()), t("z がサンプルごとに変化しません。ノイズ eps が抜けています",
                                                 "z does not vary between draws: the noise eps is missing"))
-    again = draw(student, seed=1)
+    again = draw(functions, seed=1)
     expect(not torch.equal(z, again), t("乱数の状態を変えて呼び出しても z が毎回同じです。関数の中でシードを固定した"
                                         "生成器を使わず、呼び出しのたびに torch.randn_like(std) で新しいノイズを引いて"
                                         "ください",

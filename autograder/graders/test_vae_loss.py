@@ -42,8 +42,8 @@ def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def loss_of(student, recon, x, mu, logvar) -> dict:
-    return student.request("call", name="vae_loss", args=[recon, x, mu, logvar])
+def loss_of(functions, recon, x, mu, logvar) -> dict:
+    return functions.request("call", name="vae_loss", args=[recon, x, mu, logvar])
 
 
 KL_PART = t("KL 項", "KL term")
@@ -123,12 +123,12 @@ BCE_SWAPPED = t("binary_cross_entropy の引数の順序が逆です。(reconstr
                 "binary_cross_entropy's arguments are swapped: (reconstructed, x)")
 
 
-def test_returns_a_scalar_tensor(student):
+def test_returns_a_scalar_tensor(functions):
     """vae_loss returns a 0-dimensional tensor (the sum over the batch) that gradients flow through.
 
     ja: vae_loss は勾配が流れる 0 次元テンソル（バッチについての和）を返す
     """
-    result = student.request("gradients", name="vae_loss", args=[RECON, X, MU, LOGVAR], weight=torch.ones(()),
+    result = functions.request("gradients", name="vae_loss", args=[RECON, X, MU, LOGVAR], weight=torch.ones(()),
                              differentiate=[True, False, True, True])
     info = result["info"]
     expect(info.get("type") == "Tensor", t("vae_loss は torch.Tensor を返す必要がありますが、{type} を返しました",
@@ -148,7 +148,7 @@ def test_returns_a_scalar_tensor(student):
                                                                   name=name))
 
 
-def test_matches_reference_on_fixed_inputs(student, reference):
+def test_matches_reference_on_fixed_inputs(functions, reference):
     """Equal to the reference BCE(sum) + KL(sum) on fixed inputs, with image- and flat-shaped x.
 
     ja: 固定した入力で模範解答の BCE(sum) + KL(sum) と一致する（画像の形状の x でも平坦な x でも）
@@ -164,15 +164,15 @@ def test_matches_reference_on_fixed_inputs(student, reference):
         (F.mse_loss(RECON, X, reduction="sum") + k, MSE_USED),
         (bce(X, RECON) + k, BCE_SWAPPED),
     ]
-    compare(loss_of(student, RECON, X, MU_KL, LOGVAR_KL), expected, "vae_loss", rtol=RTOL, atol=ATOL,
+    compare(loss_of(functions, RECON, X, MU_KL, LOGVAR_KL), expected, "vae_loss", rtol=RTOL, atol=ATOL,
             diagnoses=diagnoses)
-    flat = loss_of(student, RECON.flatten(1), X, MU_KL, LOGVAR_KL)
+    flat = loss_of(functions, RECON.flatten(1), X, MU_KL, LOGVAR_KL)
     compare(flat, expected, t("reconstructed の形状が (B, 784)、x の形状が (B, 1, 28, 28) のときの vae_loss",
                               "vae_loss with reconstructed of shape (B, 784) and x of shape (B, 1, 28, 28)"),
             rtol=RTOL, atol=ATOL)
 
 
-def test_kl_term_alone(student, reference):
+def test_kl_term_alone(functions, reference):
     """With a perfect reconstruction (BCE = 0) the loss is exactly the KL term.
 
     ja: 再構成が完全なとき（BCE = 0）、損失は KL 項そのものになる
@@ -181,12 +181,12 @@ def test_kl_term_alone(student, reference):
     diagnoses = [(wrong(MU_KL, LOGVAR_KL), message) for wrong, message in KL_MISTAKES] + [
         (torch.zeros(()), t("KL 項が抜けています（再構成が完全なとき損失が 0 になっています）",
                             "the KL term is missing (the loss is 0 for a perfect reconstruction)"))]
-    compare(loss_of(student, X_BINARY, X_BINARY, MU_KL, LOGVAR_KL), expected, t("KL 項", "the KL term"), rtol=RTOL,
+    compare(loss_of(functions, X_BINARY, X_BINARY, MU_KL, LOGVAR_KL), expected, t("KL 項", "the KL term"), rtol=RTOL,
             atol=ATOL, diagnoses=diagnoses,
             measured=ratio_message(KL_PART, LATENT_DIMENSION, expected, (BATCH, MU_KL.shape[1], MU_KL.numel())))
 
 
-def test_bce_term_alone(student, reference):
+def test_bce_term_alone(functions, reference):
     """With μ = 0 and logvar = 0 (KL = 0) the loss is exactly the BCE summed over all pixels.
 
     The BCE part is measured as loss(reconstructed, x, 0, 0) − loss(x′, x′, 0, 0) for binary x′ (a perfect
@@ -196,7 +196,7 @@ def test_bce_term_alone(student, reference):
     ja: μ = 0、logvar = 0（KL = 0）のとき、損失は全ピクセルについて和をとった BCE そのものになる
     """
     expected = reference["vae_loss"](RECON, X, ZEROS, ZEROS)
-    at_zero = tensor(loss_of(student, X_BINARY, X_BINARY, ZEROS, ZEROS), "vae_loss", shape=())
+    at_zero = tensor(loss_of(functions, X_BINARY, X_BINARY, ZEROS, ZEROS), "vae_loss", shape=())
     expect(bool(torch.isfinite(at_zero)), t("再構成が完全で μ = 0、logvar = 0（BCE = 0、KL = 0）のとき、損失が {value} に"
                                             "なっています。有限の値（0）になるはずです",
                                             "for a perfect reconstruction with μ = 0 and logvar = 0 (BCE = 0 and KL = "
@@ -210,24 +210,24 @@ def test_bce_term_alone(student, reference):
         (F.mse_loss(RECON, X, reduction="sum"), MSE_USED),
         (torch.zeros(()), BCE_MISSING),
     ]
-    result = loss_of(student, RECON, X, ZEROS, ZEROS)
+    result = loss_of(functions, RECON, X, ZEROS, ZEROS)
     if isinstance(result.get("value"), torch.Tensor) and abs(at_zero.item()) > ATOL:
         result = {**result, "value": result["value"] - at_zero.to(result["value"].dtype)}
     compare(result, expected, t("BCE 項", "the BCE term"), rtol=RTOL, atol=ATOL, diagnoses=diagnoses,
             measured=ratio_message(BCE_PART, PIXEL, expected, (BATCH, X[0].numel(), X.numel())))
 
 
-def test_sign_and_minimum(student):
+def test_sign_and_minimum(functions):
     """KL(0, 0) = 0, and the loss grows when μ moves away from 0 (the loss is minimised, not maximised).
 
     ja: KL(0, 0) = 0 であり、μ が 0 から離れると損失が増える（損失は最大化ではなく最小化される）
     """
-    at_zero = tensor(loss_of(student, X_BINARY, X_BINARY, ZEROS, ZEROS), "vae_loss", shape=())
+    at_zero = tensor(loss_of(functions, X_BINARY, X_BINARY, ZEROS, ZEROS), "vae_loss", shape=())
     expect(abs(at_zero.item()) <= ATOL, t("再構成が完全で μ = 0、logvar = 0 のとき、損失は 0 になるはずです"
                                           "（KL(0, 0) = 0）が、{value:.4g} になっています",
                                           "for a perfect reconstruction with μ = 0 and logvar = 0 the loss must be 0 "
                                           "(KL(0, 0) = 0), it is {value:.4g}", value=at_zero.item()))
-    moved = tensor(loss_of(student, X_BINARY, X_BINARY, torch.ones(BATCH, 2), ZEROS), "vae_loss", shape=())
+    moved = tensor(loss_of(functions, X_BINARY, X_BINARY, torch.ones(BATCH, 2), ZEROS), "vae_loss", shape=())
     # KL(μ = 1, logvar = 0) = ½·Σμ² = 16 here: far above the tolerance
     expect(abs(moved.item() - at_zero.item()) > ATOL,
            t("μ を 0 から動かしても損失が変わりません（{value:.4g} のまま）。KL 項が抜けているか、μ に依存していません"

@@ -11,11 +11,13 @@ from autograder import config
 from autograder.bottleneck import TrainedModel, held_out
 from autograder.pictures import add_trained
 from autograder.i18n import t, verbatim
+from autograder.latents import SHIFT, smoothness
 from autograder.oracle import expect
 from autograder.scoring import held_out_score
 
 PLAUSIBLE_FRACTION = 0.5  # a score below half the best reference run is not believed
 CONSTANT_FRACTION = 0.05  # decoded images that vary less than this share of the targets' spread ignore z
+SMOOTHNESS_LIMIT = 0.3  # latents.smoothness: the reference 0.04-0.05; a decoder that reads a code out of z about 1
 
 
 def check_score(trained: TrainedModel, question: str, calibration: dict, pictures: list[dict] | None = None) -> None:
@@ -38,6 +40,16 @@ def check_score(trained: TrainedModel, question: str, calibration: dict, picture
              "output must depend on z (e.g. a layer with a constant output, such as a ReLU whose inputs are all "
              "≤ 0 in front of the Sigmoid, or an image made from something forward stored instead of z)",
              model=budget["model"], spread=spread, target=target_spread))
+    if trained.shifted_images is not None:
+        change = smoothness(trained.images, trained.shifted_images)
+        expect(change <= SMOOTHNESS_LIMIT,
+               t("{model}.decoder が z に対してなめらかではありません。z を潜在変数のばらつきの {shift:.0%} だけ動かすと、"
+                 "画像が画像どうしの違いの {change:.0%} も変わります（2 次元の潜在空間のデコーダなら {limit:.0%} 以下）。"
+                 "デコーダは z の細かい桁を符号として読むのではなく、z の連続な関数でなければなりません",
+                 "{model}.decoder is not smooth in z: moving z by {shift:.0%} of the latents' spread changes the image "
+                 "by {change:.0%} of how much the images differ from one another (a decoder of a 2-D latent space "
+                 "stays under {limit:.0%}). The decoder must be a continuous function of z, not read a code out of "
+                 "its digits", model=budget["model"], shift=SHIFT, change=change, limit=SMOOTHNESS_LIMIT))
     score = held_out_score(budget["kind"], trained.images, trained.latents, x_eval, budget["model"])
     figures = calibration["questions"][question]
     metric = verbatim("MSE") if budget["kind"] == "ae" else t("1 画像あたりの損失", "loss per image")

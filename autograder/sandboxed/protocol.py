@@ -35,9 +35,17 @@ Caps (keyword arguments of :func:`receive`, :func:`decode` and :func:`encode`)
 * Fixed: a safetensors header of at most 1 MiB (``MAX_SAFETENSORS_HEADER_BYTES``), an optional
   ``__metadata__`` of str -> str of at most 64 Ki characters, at most ``MAX_NDIM`` = 32
   dimensions per tensor, the product of a tensor's non-zero dimensions times its item size at
-  most ``max_tensor_bytes`` (an empty tensor cannot claim an absurd shape), and integers of at
-  most 4300 digits (``MAX_INT_DIGITS``).  ``MAX_MESSAGE_BYTES`` is the largest frame under the
-  default caps.
+  most ``max_tensor_bytes`` (an empty tensor cannot claim an absurd shape), integers of at
+  most 4300 digits (``MAX_INT_DIGITS``), and at most ``MAX_PRINTED_ELEMENTS`` = 100,000 elements
+  that ``str()`` of all the message's tensors would write (see :func:`printed_elements`).
+  ``MAX_MESSAGE_BYTES`` is the largest frame under the default caps.
+
+Why the last cap: the receiver quotes what it receives (an exception message in feedback, a
+"type" in a grader's message, pytest describing a failed check's arguments), and torch writes
+every element of a tensor of at most 1,000 elements, and up to 6 per dimension of a larger one,
+at about 10 µs each. A 10 MB tensor of shape ``(6,) * 9`` was a valid frame that took the
+trusted side 86 s to quote; 4,096 tensors of 999 elements would take 40 s. The reference's
+largest answer (two conv models' weights) writes under 6,000 elements.
 
 :func:`receive` checks the header's lengths against the caps before it reads the body.
 
@@ -101,6 +109,8 @@ MAX_NDIM = 32
 MAX_SAFETENSORS_HEADER_BYTES = 2**20
 MAX_METADATA_CHARS = 64 * 2**10
 MAX_INT_DIGITS = 4300
+MAX_PRINTED_ELEMENTS = 100_000  # about 1 s of str() of every tensor of a message; see the module docstring
+_PRINT_THRESHOLD, _PRINT_EDGE_ITEMS = 1000, 3  # torch's print options (defaults; nothing here changes them)
 MAX_MESSAGE_BYTES = HEADER_BYTES + MAX_JSON_BYTES + MAX_TENSOR_BYTES  # the largest frame under the default caps
 
 TENSOR_KEY = "$tensor"
@@ -121,12 +131,21 @@ class ProtocolError(RuntimeError):
     """The other side closed the pipe or sent something that is not a valid message."""
 
 
+def printed_elements(shape: list[int] | tuple[int, ...] | torch.Size) -> int:
+    """How many elements ``str()`` writes for a tensor of ``shape``: all of them up to torch's threshold,
+    else at most ``2 * edgeitems`` per dimension (torch summarizes the rest as "...")."""
+    count = math.prod(shape)
+    if count <= _PRINT_THRESHOLD:
+        return count
+    return math.prod(min(size, 2 * _PRINT_EDGE_ITEMS) for size in shape)
+
+
 # -- sending ------------------------------------------------------------------------------------
 class _Encoder:
     def __init__(self, max_tensors: int, max_tensor_bytes: int, max_depth: int) -> None:
         self.max_tensors, self.max_tensor_bytes, self.max_depth = max_tensors, max_tensor_bytes, max_depth
         self.tensors: dict[str, torch.Tensor] = {}
-        self.nbytes = 0
+        self.nbytes = self.printed = 0
 
     def tensor(self, value: torch.Tensor) -> dict:
         if value.layout != torch.strided or value.is_quantized or value.is_meta or value.is_nested:
@@ -142,6 +161,9 @@ class _Encoder:
             raise ValueError(f"a tensor with over {MAX_NDIM} dimensions")
         if value.element_size() * math.prod(max(d, 1) for d in value.shape) > self.max_tensor_bytes:
             raise ValueError("a tensor whose shape is over the size limit")
+        self.printed += printed_elements(value.shape)
+        if self.printed > MAX_PRINTED_ELEMENTS:
+            raise ValueError(f"tensors whose text would show over {MAX_PRINTED_ELEMENTS} elements in one message")
         # a plain contiguous CPU tensor; its bytes are copied into a range of the blob of its own
         data = value.detach().resolve_conj().resolve_neg().to("cpu").contiguous()
         name = f"t{len(self.tensors)}"
@@ -309,7 +331,7 @@ def _parse_safetensors_header(blob: bytes, max_tensors: int, max_tensor_bytes: i
     if len(header) > max_tensors:
         raise ProtocolError(f"invalid message: more than {max_tensors} tensors")
     data_size = len(blob) - 8 - size
-    entries, ranges = {}, []
+    entries, ranges, printed = {}, [], 0
     for name, entry in header.items():
         _check_str(name)
         if type(entry) is not dict or entry.keys() != _ENTRY_KEYS:
@@ -332,6 +354,9 @@ def _parse_safetensors_header(blob: bytes, max_tensors: int, max_tensor_bytes: i
             raise ProtocolError("invalid message: tensor data offsets outside the data section")
         if offsets[1] - offsets[0] != nbytes:
             raise ProtocolError("invalid message: tensor data offsets do not match its shape")
+        printed += printed_elements(shape)
+        if printed > MAX_PRINTED_ELEMENTS:
+            raise ProtocolError(f"invalid message: tensors whose text would show over {MAX_PRINTED_ELEMENTS} elements")
         entries[name] = (dtype, shape)
         ranges.append((offsets[0], offsets[1]))
     ranges.sort()

@@ -5,7 +5,8 @@ on a private copy of stdout; the student's own ``print`` output goes to stderr (
 
 1. The first request is ``{"op": "load", "cells": [[label, source], ...]}``: each cell's
    definitions run on their own, so one failing cell costs only the names it defines.
-2. Every later request is ``{"op": NAME, "args": {...}}`` for a probe in :mod:`sandboxed.probes`.
+2. Every later request is ``{"op": NAME, "args": {...}}`` for a probe in :mod:`sandboxed.probes` (and, in the
+   roles that mount it, :mod:`sandboxed.models`).
    The answer is ``{"ok": True, "value": ...}`` or, when the student's code raised,
    ``{"ok": False, "error": TYPE, "message": TEXT, "where": "cell `kmeans`, line 4: ..."}``.
 """
@@ -96,6 +97,17 @@ def _no_import_from_the_working_folder() -> None:
         del sys.path[0]
 
 
+def _models_module():
+    """:mod:`sandboxed.models` (registering the model and training probes) where this role's runtime has it."""
+    import importlib.util
+
+    if importlib.util.find_spec("sandboxed.models") is None:
+        return None
+    import sandboxed.models
+
+    return sandboxed.models
+
+
 def main() -> None:
     _no_import_from_the_working_folder()
     if "--sandboxed" in sys.argv[1:]:
@@ -113,8 +125,11 @@ def main() -> None:
     from sandboxed import probes
     from sandboxed.protocol import ProtocolError, receive, send
 
+    models = _models_module()
     if "--drop-privileges" in sys.argv[1:]:  # no bubblewrap, root grader: never run student code as root
         probes.preload()
+        if models is not None:
+            models.preload()
         drop_privileges()
 
     namespace: dict = {"__name__": "__main__"}
