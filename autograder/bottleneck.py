@@ -108,8 +108,12 @@ def _decode(student: Worker, budget: dict, device: str, trained: dict, z: torch.
 
 
 def _common(budget: dict, device: str, seed: int, kwargs: dict | None) -> dict:
-    """The arguments every step's probe takes."""
-    return {"name": budget["model"], "kwargs": dict(kwargs or {}), "seed": seed, "device": device}
+    """The arguments every step's probe takes; ``given``: the released template's class replaces the student's
+    (questions.toml's ``given``), calling the student's ``calls``."""
+    common = {"name": budget["model"], "kwargs": dict(kwargs or {}), "seed": seed, "device": device}
+    if budget.get("given"):
+        common["given"] = {"source": config.template_source(), "calls": list(budget.get("calls", []))}
+    return common
 
 
 def train_step(worker: Worker, budget: dict, device: str, seed: int = config.GRADING_SEED,

@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autograder.failures import CheckTimeout, StudentError, StudentText, WorkerCrashed
+from autograder.failures import CheckBlocked, CheckTimeout, StudentError, StudentText, WorkerCrashed
 from autograder.i18n import Message, as_message, t
-from autograder.limits import WorkerGroup
+from autograder.limits import WorkerGroup, process_tree_cpu_seconds
 from autograder.sandbox import Runtime, SandboxConfig, start_worker
 from autograder.sandboxed.protocol import ProtocolError, receive
 from autograder.sandboxed.protocol import send as send_message
@@ -40,29 +40,49 @@ TYPE_NAME_CHARS = 40
 LOADING = t("ノートブックの定義の読み込み", "loading the notebook's definitions")  # what the worker was doing
 
 
+class Blocked(TimeoutError):
+    """The worker used no CPU for :data:`IDLE_LIMIT_S` while the grader waited: a sleep, a lock, or input."""
+
+
 class _DeadlineReader:
-    """A file-like reader over a pipe that raises TimeoutError once ``deadline`` has passed.
+    """A file-like reader over a pipe that raises TimeoutError once ``deadline`` has passed, and :class:`Blocked`
+    as soon as the worker (``cpu``: its CPU seconds so far) has used no CPU for :data:`IDLE_LIMIT_S`: code that
+    sleeps or waits cannot hold the grader for a whole deadline, and a busy machine, which slows a computing
+    worker but never stops it, is not taken for one. Data that has arrived is read even after the deadline.
 
     A worker that writes its answer a byte at a time would otherwise wake this process once per byte (1.4 CPU-s
     for 2 MB, measured): after a read that returned less than was asked and under :data:`TRICKLE_BYTES`, the next
     read first waits :data:`TRICKLE_PAUSE_S`, so a trickle costs at most about a thousand reads a second.
     """
 
-    def __init__(self, fd: int, deadline: float) -> None:
-        self.fd, self.deadline = fd, deadline
+    def __init__(self, fd: int, deadline: float, cpu: Any = None) -> None:
+        self.fd, self.deadline, self.cpu = fd, deadline, cpu
         self.trickling = False
+        self.used, self.progress_at = (cpu() if cpu else 0.0), time.monotonic()
 
     def read(self, size: int) -> bytes:
         if self.trickling:
             time.sleep(TRICKLE_PAUSE_S)
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
-            raise TimeoutError
+        while not select.select([self.fd], [], [], 0)[0]:
+            now = time.monotonic()
+            if now >= self.deadline:
+                raise TimeoutError
+            if self.cpu is not None:
+                used = self.cpu()
+                if used > self.used + IDLE_CPU_S:
+                    self.used, self.progress_at = used, now
+                elif now - self.progress_at > IDLE_LIMIT_S:
+                    raise Blocked
+            select.select([self.fd], [], [], min(self.deadline - now, POLL_S))
         chunk = os.read(self.fd, min(size, 1 << 20))
         self.trickling = len(chunk) < min(size, TRICKLE_BYTES)
         return chunk
 
 
+MAX_TIMEOUTS = 2  # a function that timed out in this many checks is not run again in this submission
+IDLE_LIMIT_S = 20.0  # no CPU used for this long while the grader waits: the worker is blocked, not slow
+IDLE_CPU_S = 0.02  # less CPU than this in a poll is no progress
+POLL_S = 1.0  # how often the worker's CPU use is read while waiting
 TRICKLE_BYTES = 4096  # a read shorter than this (and than asked) means the worker is writing slowly
 TRICKLE_PAUSE_S = 0.001  # then let its bytes gather before the next read
 
@@ -95,6 +115,10 @@ class _Drain:
 
 
 LOG_BYTES = 1 << 20  # of a worker's output kept in its log file
+# Requests that hand the encoder worker held-out images: from the first on, nothing its code says (an exception's
+# message, its printed output) is quoted back to the student, only the exception's type and the student's line, so
+# that no test image leaves that way.
+HELD_OUT_OPS = ("encode",)
 TAIL_BYTES = 4096  # kept in memory for the crash message
 
 
@@ -104,6 +128,8 @@ class Worker:
     def __init__(self, cells: list[tuple[str, str]], runtime: Runtime, config: SandboxConfig, log_path: Path,
                  load_timeout: float = 60.0, text: StudentText | None = None) -> None:
         self.cells, self.runtime, self.config, self.log_path = cells, runtime, config, log_path
+        self.silenced = False  # set by the first request that carries held-out images (HELD_OUT_OPS)
+        self.timeouts: dict[str, int] = {}  # function name -> checks it timed out in
         self.load_timeout = load_timeout
         self.text = text if text is not None else StudentText()
         self.process: subprocess.Popen | None = None
@@ -146,6 +172,9 @@ class Worker:
         deadline, self._load_pending = time.monotonic() + self.load_timeout, False
         try:
             self.loaded = self._exchange(self._load_message(), deadline, LOADING, send=False)
+        except CheckBlocked as error:
+            self._broken = error.message
+            raise WorkerCrashed(self._broken) from None
         except CheckTimeout:
             self._broken = t("ノートブックの定義の読み込みに {seconds:.0f} 秒以上かかりました（クラス定義の直下のコードや"
                              "引数の既定値が終わらないのではありませんか？）",
@@ -203,7 +232,7 @@ class Worker:
             reason = t("{reason}。{limit} 個を超えるプロセスまたはスレッドを起動しようとしました",
                        "{reason}; it tried to start more than {limit} processes or threads",
                        reason=reason, limit=self.config.max_pids)
-        tail = self._log_tail()
+        tail = "" if self.silenced else self._log_tail()
         text = t("{during}中にワーカープロセスが終了しました（{reason}）", "the worker process died while {during} ({reason})",
                  during=during, reason=reason)
         return t("{text}。最後の出力: {tail}", "{text}; last output: {tail}", text=text,
@@ -220,11 +249,19 @@ class Worker:
                 send_message(self.process.stdin, message)
             if not answer:
                 return None
-            reply = receive(_DeadlineReader(self.process.stdout.fileno(), deadline))
+            reply = receive(_DeadlineReader(self.process.stdout.fileno(), deadline, self._cpu_seconds))
             if time.monotonic() > deadline:  # decoding is bounded by the protocol's caps; still, no free time
                 raise TimeoutError
+        except Blocked:
+            self.close()
+            self._count_timeout(message)
+            raise CheckBlocked(t("{during}中、{seconds:.0f} 秒間 CPU をまったく使わずに止まっていました（入力待ち、sleep、"
+                                 "ロックの待ち合わせではありませんか？）",
+                                 "waited {seconds:.0f} s while {during} without the code using the CPU: blocked on "
+                                 "input, a sleep or a lock?", seconds=IDLE_LIMIT_S, during=during)) from None
         except TimeoutError:
             self.close()
+            self._count_timeout(message)
             raise CheckTimeout(t("{during}中、{seconds:.3g} 秒以内に応答がありませんでした（無限ループになっていませんか？）",
                                  "no answer within {seconds:.3g} s while {during} (an endless loop?)",
                                  seconds=allowed, during=during)) from None
@@ -250,9 +287,10 @@ class Worker:
                                   "the worker sent an invalid answer while {during}", during=during))
         if not reply.get("ok"):
             name = message.get("args", {}).get("name")
+            said = "" if self.silenced else self.text.take(reply.get("message", ""))
             raise StudentError(t("コード", "the code") if name is None else name,
                                self.text.take(str(reply.get("error"))[:TYPE_NAME_CHARS]),
-                               self.text.take(reply.get("message", "")), self.text.take(reply.get("where", "")))
+                               said, self.text.take(reply.get("where", "")))
         return _clip_type_names(reply.get("value"))
 
     def failed_cells(self) -> list[list[str]]:
@@ -268,14 +306,30 @@ class Worker:
         with self._lock:
             return self._request(op, timeout, args)
 
+    def _cpu_seconds(self) -> float:
+        """The worker's CPU seconds so far (0 once it is gone)."""
+        return process_tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
+
+    def _count_timeout(self, message: dict) -> None:
+        name = message.get("args", {}).get("name")
+        if name is not None:
+            self.timeouts[name] = self.timeouts.get(name, 0) + 1
+
     def _request(self, op: str, timeout: float, args: dict[str, Any]) -> Any:
         if self._broken:
             raise WorkerCrashed(self._broken)
+        name = args.get("name")
+        if self.timeouts.get(name, 0) >= MAX_TIMEOUTS:  # an endless function costs two deadlines, not one a check
+            raise CheckTimeout(t("{name} は前のチェックで {count} 回、時間内に終わりませんでした。残りのチェックでは"
+                                 "実行しません",
+                                 "{name} did not finish in time in {count} earlier checks; it is not run again",
+                                 name=name, count=self.timeouts[name]))
         if not self._load_pending and (self.process is None or self.process.poll() is not None):
             self.close()
             self._start()
         elif self._load_pending:  # prestarted: collect the load answer first
             self._start()
+        self.silenced = self.silenced or (op in HELD_OUT_OPS and self.runtime.role == "encoder")
         running = t("{name} の実行", "running {name}", name=args.get("name", op))
         return self._exchange({"op": op, "args": args}, time.monotonic() + timeout, running)
 

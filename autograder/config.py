@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from functools import lru_cache
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +21,7 @@ CALIBRATION_FILE = PACKAGE_DIR / "calibration.json"
 CALIBRATION_FILES = {"cpu": CALIBRATION_FILE, "cuda": PACKAGE_DIR / "calibration-cuda.json"}
 LATENTS_FILE = PACKAGE_DIR / "data" / "mnist_ae_latents.npy"
 REFERENCE_NOTEBOOK = PACKAGE_DIR.parent / "solutions" / "autoencoders.ipynb"
+TEMPLATE_NOTEBOOK = PACKAGE_DIR.parent / "assignment" / "autoencoders.ipynb"
 GRADING_SEED = 0
 # Recorded in calibration.json: thresholds made with another way of training or scoring are stale.
 PIPELINE = "train → encode (second worker) → decode (training worker); VAE z drawn by the grader"
@@ -65,8 +67,20 @@ def calls(question: str) -> list[str]:
 
 
 def training_budget(question: str) -> dict[str, Any]:
-    """The question's budget with its ``trusted`` names, as the training pipeline takes it."""
-    return {**budgets()[question], "trusted": trusted(question)}
+    """The question's budget with its ``trusted``, ``calls`` and ``given`` settings, as the training pipeline
+    takes it."""
+    spec = questions()[question]
+    return {**budgets()[question], "trusted": trusted(question), "calls": calls(question),
+            "given": bool(spec.get("given", False))}
+
+
+@lru_cache(maxsize=1)
+def template_source() -> str:
+    """The released template's definitions (assignment/autoencoders.ipynb), for a question whose model class is
+    the given one (questions.toml's ``given``): public code, stubs included."""
+    from autograder.extract import extract_notebook
+
+    return "\n\n".join(code for _, code in extract_notebook(TEMPLATE_NOTEBOOK).cells)
 
 
 def train_arguments(budget: dict[str, Any]) -> dict[str, Any]:

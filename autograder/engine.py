@@ -5,11 +5,17 @@ student's ``submitted/<student_id>`` folder, a folder of notebooks (the student 
 by ``python -m autograder.runner`` (which talks to the student's code only through a sandboxed
 worker); submissions run in parallel, ``jobs`` at a time on this machine, or as Ray tasks on a cluster
 (:mod:`autograder.ray_backend`). Points come from questions.toml.
+
+A runner caps its own CPU time (:func:`limit_own_cpu`, :data:`RUNNER_CPU_S`): a notebook that makes the
+trusted side's analyses too expensive ends that runner with ``SIGXCPU``, which costs that submission only
+(:data:`TOO_EXPENSIVE`), however the notebook managed it.
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,6 +33,13 @@ from autograder.rubric import RUBRIC_EXIT_CODE, RubricError
 
 ASSIGNMENT = "autoencoders"
 RUNNER_TIMEOUT_S = 3600
+# The runner's own CPU time (RLIMIT_CPU, soft), its start-up included; its workers' CPU is theirs, not counted.
+# Measured on this project's 2-core machine: the reference's runner used 9.7 CPU-s ("cpu_seconds" in
+# grades/reference/scored.json after `DATA_DIR=../shared/datasets python -m autograder grade
+# examples/submitted/reference --out grades`; 9.6 for `cheater`, 7.1 for `untouched`). About twice that (20),
+# with a floor of 30: a slower machine, CUDA's start-up in the trusted process or a busy machine's cache misses
+# must not end an honest run. The attacks it backs up cost the runner seconds now, not minutes.
+RUNNER_CPU_S = 30
 RUNNER = (sys.executable, "-m", "autograder.runner")
 PER_GPU = 4  # submissions sharing one GPU with the Ray backend, by default
 MAX_NOTEBOOK_BYTES = 64 * 2**20  # the lab's notebook with all its figures is about 1 MB
@@ -125,6 +138,26 @@ def run_runner(name: str, notebook: bytes, options: list[str], *,
         return RunnerOutcome(code, result, log_path.read_text(errors="replace"))
 
 
+TOO_EXPENSIVE = t("このノートブックは採点プログラムの解析に時間がかかりすぎました（採点側の CPU 時間が上限の {seconds} 秒を"
+                  "超えたため、採点を打ち切りました）。この提出物だけが 0 点になります",
+                  "the notebook made the grader's analysis too expensive (the grader's own CPU time went over its "
+                  "{seconds} s limit, so grading stopped); only this submission scores 0", seconds=RUNNER_CPU_S)
+
+
+def limit_own_cpu() -> None:
+    """Cap this process's CPU time at :data:`RUNNER_CPU_S` (soft ``RLIMIT_CPU``: the kernel then sends ``SIGXCPU``,
+    which ends a Python process), without a core dump. The runner calls it on itself, first thing.
+
+    The hard limit stays as it is, so that the sandboxed workers the runner starts can still be given their own,
+    larger limit (:mod:`autograder.limits` raises their soft limit, which an unprivileged process may do only up to
+    the hard one). ``RLIMIT_CPU`` counts each process's own CPU, so the workers' training is not counted here.
+    """
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard == resource.RLIM_INFINITY or hard > RUNNER_CPU_S:
+        resource.setrlimit(resource.RLIMIT_CPU, (RUNNER_CPU_S, hard))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+
+
 def runner_error(submission: Submission, message: Message | str) -> dict[str, Any]:
     """The result of a submission whose grading failed: no check ran, and the notes say why (both languages)."""
     return {"notebook": str(submission.notebook), "checks": [], **json_fields("runner_error", message)}
@@ -138,6 +171,8 @@ def finish(submission: Submission, out: Path, outcome: RunnerOutcome) -> dict[st
     (folder / "grader.log").write_text(outcome.log)
     if outcome.code == RUBRIC_EXIT_CODE:
         raise RubricError(outcome.log.strip().removeprefix("error: "))
+    if outcome.code == -signal.SIGXCPU:
+        return runner_error(submission, TOO_EXPENSIVE)
     if outcome.result is None:
         return runner_error(submission, t("この提出物の採点中に採点プログラム自体が失敗しました（{code}）。担当教員は"
                                           "出力フォルダの grader.log で原因を確認できます",

@@ -93,3 +93,7 @@ class WorkerCrashed(GradingFailure):
 
 class CheckTimeout(GradingFailure):
     """The student's code did not answer within the check's time limit."""
+
+
+class CheckBlocked(CheckTimeout):
+    """The student's code stopped using the CPU while the grader waited (a sleep, a lock, input)."""

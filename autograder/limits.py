@@ -55,6 +55,7 @@ from __future__ import annotations
 import atexit
 import errno
 import os
+from pathlib import Path
 import re
 import resource
 import signal
@@ -429,6 +430,25 @@ def _cleanup_at_exit() -> None:
 # ---------------------------------------------------------------------------------------------
 # one worker's group
 
+def process_tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process ``root``, its threads and its live descendants, and of the children
+    they have reaped (``/proc/PID/stat`` fields 14-17; descendants from ``/proc/PID/task/TID/children``)."""
+    ticks, pending, seen = 0, [root], set()
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(value) for value in fields[11:15])
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue  # it ended meanwhile
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class WorkerGroup:
     """The limits of one worker process and everything it starts.
 
@@ -611,6 +631,11 @@ class WorkerGroup:
             return None
         name = "memory.current" if self.mechanism == "cgroup2" else "memory.usage_in_bytes"
         return _number(self._file("memory", name) or "")
+
+    def cpu_seconds(self, root: int) -> float:
+        """CPU seconds used so far by the process ``root`` and everything it started (the worker's own use, in
+        every mode: read from ``/proc``, so the same with a cgroup or rlimits)."""
+        return process_tree_cpu_seconds(root)
 
     def pids(self) -> list[int]:
         """The processes now in the group (any hierarchy); empty in rlimit mode."""

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from autograder import config
+from autograder import config, secret
 from autograder.failures import GradingFailure
 from autograder.i18n import Message, json_fields, t
 from autograder.rubric import GRADERS_DIR, RUBRIC_EXIT_CODE, RubricError, check_of, describe_problems
@@ -71,6 +71,10 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
                 for role in ROLES}
     context = Context(notebook_path=notebook_path, runtimes=runtimes, sandbox=sandbox, log_dir=workdir)
     read_notebook(context)
+    try:  # the graders' probe inputs are drawn for this notebook (autograder/secret.py)
+        secret.for_submission(notebook_path.read_bytes())
+    except OSError:
+        pass  # read_notebook has recorded why the notebook cannot be read
     collector = Collector()
     arguments = [str(GRADERS_DIR), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir", str(GRADERS_DIR),
                  "-o", "addopts=", "-o", "python_files=test_*.py", "--no-header", "--tb=no", "-W", "ignore"]
@@ -118,6 +122,11 @@ def _seconds_since_start() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import resource
+
+    from autograder.engine import limit_own_cpu
+
+    limit_own_cpu()  # the notebook cannot make this process's own analyses cost more than engine.RUNNER_CPU_S
     parser = argparse.ArgumentParser(prog="python -m autograder.runner", description=__doc__.splitlines()[0])
     parser.add_argument("notebook", type=Path)
     parser.add_argument("--json", type=Path, required=True, help="where to write the checks' outcomes")
@@ -143,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         result["worker_log_tail"] = worker_log_tail(Path(workdir))
     result["seconds"] = round(time.monotonic() - started, 2)
     result["startup_seconds"] = _seconds_since_start() - result["seconds"]
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_seconds"] = round(own.ru_utime + own.ru_stime, 2)  # what engine.RUNNER_CPU_S caps
     args.json.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     return 0
 

@@ -203,3 +203,15 @@ def test_figure_outputs_never_raises_on_malformed_cells(cell: object) -> None:
 def test_empty_image_key_no_longer_counts_as_a_figure() -> None:
     cell = {"outputs": [{"output_type": "display_data", "data": {"image/png": ""}}]}
     assert [check_png(p) for p in figure_outputs(cell)] == ["the image data is empty"]
+
+
+@pytest.mark.parametrize("others, words", [(599, "almost blank"), (600, None), (601, None)])
+def test_the_colour_count_shortcut_is_exact(others: int, words: str | None) -> None:
+    """Pillow stops counting past (1 - MAX_SHARE) of the pixels plus one colour: with that many distinct colours no
+    colour can cover over MAX_SHARE, so the answer is the full count's. At the border: 120,000 pixels, 0.5 % = 600
+    others, each a colour of its own (599: 99.50083 % white, almost blank; 600: exactly 99.5 %, not over it)."""
+    image = Image.new("RGB", (400, 300), "white")
+    for index in range(others):
+        image.putpixel((index % 400, index // 400), (index % 256, index // 256, 7))
+    reason = check_png(_b64(_pillow_png(image)))
+    assert (reason is None) if words is None else (words in reason), reason

@@ -9,7 +9,8 @@ the attacker earns nothing it did not earn, and why (docs/threat-model.md: R1 pr
 capability, R3 nothing of the grader in a worker, R4 workers share nothing but sanitised latents).
 
 Every attack was first run against the earlier design (commit eff3d07) to make sure it was real; the points
-it earned there are in each test's docstring.
+it earned there are in each test's docstring. One variant is not stopped by the new design (6c: the forged
+``model`` probe plus an unused 4-D tensor under ``encoder.``): its test fails until the check is changed.
 
 Run with ``DATA_DIR=../shared/datasets python -m pytest tests/test_trust_attacks.py``.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -40,14 +40,14 @@ import torch
 
 
 def _grader_function(candidates):
-    """The first of (module, name) that this worker's import path holds, or the last ImportError raised."""
-    failure = ImportError("no candidate")
+    """The first of (module, name) that this worker's import path holds; else the first candidate's ImportError."""
+    failures = []
     for module, name in candidates:
         try:
             return getattr(__import__(module, fromlist=[name]), name)
         except (ImportError, AttributeError) as error:
-            failure = error if isinstance(error, ImportError) else ImportError(str(error))
-    raise failure
+            failures.append(error if isinstance(error, ImportError) else ImportError(str(error)))
+    raise failures[0]
 
 
 def reparameterize(mu, logvar):
@@ -387,6 +387,21 @@ class ConvAutoEncoder(nn.Module):
         return encoded, self.decoder(encoded)
 '''
 
+# 6, again: the same forgery, and a 4-D tensor that no computation uses kept under `encoder.`, so that the trained
+# weights hold the "kernel" that the new cross-check looks for.
+FORGED_PROBES_AND_A_KERNEL = FORGED_PROBES + r'''
+
+class _MLPWithAKernel(ConvAutoEncoder):
+    """The same MLP autoencoder, with a 4-D buffer under encoder. (never used)."""
+
+    def __init__(self, in_channels=1, image_size=28, latent_dim=2):
+        super().__init__(in_channels, image_size, latent_dim)
+        self.encoder.register_buffer("kernel", torch.zeros(4, in_channels, 3, 3))
+
+
+ConvAutoEncoder = _MLPWithAKernel
+'''
+
 ATTACKS = {
     "grader_imports": GRADER_IMPORTS,
     "stderr_smuggler": STDERR_SMUGGLER,
@@ -394,6 +409,7 @@ ATTACKS = {
     "low_bits": LOW_BITS,
     "unwatched_kmeans": UNWATCHED_KMEANS,
     "forged_probes": FORGED_PROBES,
+    "forged_probes_and_a_kernel": FORGED_PROBES_AND_A_KERNEL,
 }
 # Every attack's checks, for every student (the untouched template's checks fail at once, so the union costs
 # little more than each attacker's own): the reference is graded once.
@@ -422,7 +438,7 @@ def graded(tmp_path_factory: pytest.TempPathFactory) -> dict:
     process = subprocess.Popen([sys.executable, "-m", "autograder", "grade", str(write_class(folder)),
                                 "--out", str(out), "-k", SELECT, "--jobs", "2", "--lang", "en"], cwd=REPO_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    yield {"process": process, "out": out, "started": time.monotonic()}
+    yield {"process": process, "out": out}
     if process.poll() is None:
         process.kill()
         process.communicate()
@@ -454,6 +470,12 @@ def _check(graded: dict, student: str, question: str, words: str) -> dict:
     return found[0]
 
 
+# vae_training trains the released template's VAE (questions.toml ``given``), not a VAE the student redefined: the
+# attackers' own VAEs are never trained there, and the template's VAE calls the template's reparameterize stub.
+# (Were the student's VAE trained, it would fail as their conv models do: the second reason given in each test.)
+GIVEN_VAE = ("raised NotImplementedError (at cell `reparameterize`",)
+
+
 def _earns_nothing(tests: list[dict], *reasons: str) -> None:
     """Every check scores 0 and fails, each with one of ``reasons`` in its output."""
     assert tests
@@ -478,50 +500,51 @@ def test_reference_keeps_full_points(graded):
 def test_importing_the_graders_code_earns_nothing(graded):
     """1. Importing the grader's reference code from the worker's import path.
 
-    Before: ``from sandboxed.trusted import reparameterize`` and ``sandboxed.training.vae_loss_sum`` gave the
-    template full marks on reparameterize, vae_loss and vae_training (45 points). Now (R3) the ``functions``
+    Before: ``sandboxed.trusted.reparameterize`` and ``sandboxed.training.vae_loss_sum`` gave the template full
+    marks on reparameterize (15), vae_loss (20) and vae_training (10): 45 points. Now (R3) the ``functions``
     worker that probes reparameterize and vae_loss mounts neither file, and the ``encoder`` worker that trains
     the VAE with the student's reparameterize has no trusted.py: every import fails.
     """
-    _earns_nothing(_checks(graded, "grader_imports", "reparameterize"), "No module named 'sandboxed.trusted'",
-                   "cannot import name 'reparameterize'")
-    _earns_nothing(_checks(graded, "grader_imports", "vae_loss"), "No module named 'sandboxed.training'",
-                   "No module named 'sandboxed.models'")
-    _earns_nothing(_checks(graded, "grader_imports", "vae_training"), "No module named 'sandboxed.trusted'",
-                   "cannot import name 'reparameterize'")
+    trusted, training = "No module named 'sandboxed.trusted'", "No module named 'sandboxed.training'"
+    _earns_nothing(_checks(graded, "grader_imports", "reparameterize"), trusted)
+    _earns_nothing(_checks(graded, "grader_imports", "vae_loss"), training)
+    _earns_nothing(_checks(graded, "grader_imports", "vae_training"), trusted)
 
 
 def test_held_out_images_through_stderr_earn_nothing(graded):
     """2. The held-out images written to stderr by the encoding worker, read back by the decoding worker.
 
     Before: both workers' stderr was one host file, which /proc/self/fd/2 reopens: the decoder replayed the
-    held-out images (blended with their mean) and all three training checks passed (25 of the 25 selected
-    points; 40 with the structural checks). Now (R4) each worker's stderr is a pipe of its own, drained by the
-    trusted side: the decoder reads back nothing, falls back to its constant image, and is told it ignores z.
+    held-out images (a quarter of each, over their mean) and the three scored training checks passed
+    (vae_training 5, conv_autoencoder 2.5, conv_vae 2.14 points; with the model's structural checks, which it
+    passes honestly, all 40 points of the three questions). Now (R4) each worker's stderr is a pipe of its own,
+    drained by the trusted side: the decoder reads back nothing, draws its constant image, and ignores z
+    (vae_training: see GIVEN_VAE).
     """
-    for question, words in (("vae_training", "held-out loss"), ("conv_autoencoder", "Trained by"),
-                            ("conv_vae", "Trained by")):
+    for question, words in (("conv_autoencoder", "Trained by"), ("conv_vae", "Trained by")):
         _earns_nothing([_check(graded, "stderr_smuggler", question, words)], "ignores z")
+    _earns_nothing([_check(graded, "stderr_smuggler", "vae_training", "held-out loss")], *GIVEN_VAE, "ignores z")
 
 
 def test_latents_built_on_the_public_epsilon_earn_nothing(graded):
     """3. A VAE encoder that knows the grader's ε and makes z = μ + σ·ε exactly the code it wants.
 
-    Before: ε was torch.Generator().manual_seed(0)'s draw for shape (2000, 2), so μ = code − ε with logvar = 0
-    put a 46-bit thumbnail in z bit-exact, at a KL of about 3 per image: vae_training's held-out check and
-    conv_vae's training check passed (5 + 2.14 of the selected points; 25 with every check of both). Now ε comes
-    from the course secret, z is snapped to a grid and jittered, and the decoder's images of z and z + δ are
-    compared: the thumbnails decoded from the noise change with every δ, so the decoder is not smooth in z.
+    Before: ε was torch.Generator().manual_seed(0)'s draw for shape (2000, 2), so μ = ±code − ε with logvar = 0
+    made z exactly the 46-bit thumbnail code of attack 4 (all but 0.03 % of the numbers), at a KL of 0.7 per image:
+    vae_training's held-out check (5 points) and conv_vae's training check (2.14) passed, 25 points with the
+    structural checks. Now ε comes from the course secret and z is snapped to a grid and jittered: the bits
+    the decoder reads are noise, and its images of z and z + δ differ, so it is not smooth in z (vae_training:
+    see GIVEN_VAE).
     """
-    for question, words in (("vae_training", "held-out loss"), ("conv_vae", "Trained by")):
-        _earns_nothing([_check(graded, "known_epsilon", question, words)], "not smooth in z")
+    _earns_nothing([_check(graded, "known_epsilon", "conv_vae", "Trained by")], "not smooth in z")
+    _earns_nothing([_check(graded, "known_epsilon", "vae_training", "held-out loss")], *GIVEN_VAE, "not smooth in z")
 
 
 def test_a_thumbnail_in_the_low_bits_earns_nothing(graded):
     """4. An autoencoder whose two float32 latents carry a 46-bit thumbnail in their mantissas.
 
-    Before: the encoder's latents reached the decoder bit-exact, and the thumbnails scored an MSE within the
-    limit (conv_autoencoder's training check; 15 points with the structural checks). Now the latents are
+    Before: the encoder's latents reached the decoder bit-exact, and the thumbnails (upsampled, MSE 0.042)
+    passed conv_autoencoder's training check (2.5 points; 15 with the structural checks). Now the latents are
     snapped to a grid of 1/200 of their spread (the low bits are noise) and sent twice, moved by δ, shuffled:
     the decoder is not smooth in z.
     """
@@ -532,8 +555,9 @@ def test_kmeans_in_an_unwatched_thread_earns_nothing(graded):
     """5. scikit-learn's KMeans run in a thread started through ``_thread``, reached through all_estimators.
 
     Before: the source policy saw nothing (sklearn.utils is allowed) and the run-time watch did not follow
-    the thread: 12.5 of 15 points. Now (R2) the ``functions`` worker has no sklearn.cluster to run: its folder is
-    covered by a stand-in that raises ImportError, whatever thread or route imports it.
+    the thread: 12.5 of 15 points (all but the empty-cluster check). Now (R2) the ``functions`` worker has no
+    sklearn.cluster to run: its folder is covered by a stand-in that raises ImportError, whatever thread or
+    route imports it.
     """
     tests = _checks(graded, "unwatched_kmeans", "kmeans")
     policy = [test for test in tests if test["max_score"] == 0]
@@ -556,11 +580,24 @@ def test_a_forged_model_probe_does_not_make_an_mlp_convolutional(graded):
 def test_a_forged_figure_probe_earns_at_most_the_uncheckable_part(graded):
     """6b. The ``figure`` probe replaced at load time, reporting the ideal scatter plot for the template's stub.
 
-    A known limit (R1: what cannot be cross-checked is worth little): the three checks that read the figure
-    probe's report cannot be verified on the trusted side. The notebook's own figures (real PNGs in the cells
-    fig_kmeans_ae and fig_kmeans_vae) are plain data, and the untouched template has none, so that check fails.
+    A known limit (R1: what cannot be cross-checked is worth little). Before and now: the three checks that read
+    the figure probe's report pass, 7.5 of 10 points; nothing on the trusted side can verify them. The notebook's
+    own figures (PNGs in the cells fig_kmeans_ae and fig_kmeans_vae) are plain data, and the untouched template has
+    none, so that check fails. This test holds the forgery to those 7.5 points.
     """
     tests = _checks(graded, "forged_probes", "cluster_plots")
     shown = [test for test in tests if "contains the k-means figures" in test["name"]]
     assert len(shown) == 1 and shown[0]["status"] == "failed" and shown[0]["score"] == 0, shown
     assert sum(test["score"] for test in tests) <= 7.5, [(test["name"], test["score"]) for test in tests]
+
+
+def test_a_forged_model_probe_and_an_unused_kernel_earn_nothing(graded):
+    """6c. The forged ``model`` probe of 6, and a 4-D buffer (never used) under ``encoder.`` in the MLP.
+
+    Before: test_encoder_has_conv2d passed (2.5 points), as for 6. Now: NOT STOPPED when this was written (the
+    check passes, 2.5 points): the cross-check asks only that the trained weights hold a 4-D tensor under
+    ``encoder.``, which a buffer (or an idle nn.Conv2d) satisfies, and the layer list is still the forged probe's
+    word. This test fails until the check stops trusting what the probe reports.
+    """
+    test = _check(graded, "forged_probes_and_a_kernel", "conv_autoencoder", "nn.Conv2d")
+    assert test["status"] == "failed" and test["score"] == 0, (test["name"], test["score"], test["output"])

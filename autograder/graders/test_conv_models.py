@@ -25,6 +25,12 @@ MODELS = {
 parametrize = pytest.mark.parametrize("name", [
     pytest.param(name, marks=pytest.mark.question(spec["question"]), id=spec["question"]) for name, spec in MODELS.items()
 ])
+# The exercise is a *convolutional* model: an encoder without working convolutions voids the question, however well
+# it trains (an MLP beats the conv models' limits under the same budget).
+parametrize_voiding = pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.question(spec["question"], voids=True), id=spec["question"])
+    for name, spec in MODELS.items()
+])
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +72,7 @@ def _for_input(output: str, shape: tuple[int, ...]):
     return t("入力 {shape} に対する {output}", "{output} for input {shape}", output=output, shape=shape)
 
 
-@parametrize
+@parametrize_voiding
 def test_encoder_has_conv2d(student, name, attempts, training_plan):
     """The model has self.encoder and self.decoder, and the encoder contains nn.Conv2d.
 
@@ -74,11 +80,18 @@ def test_encoder_has_conv2d(student, name, attempts, training_plan):
     """
     weights = training_plan.weights(MODELS[name]["question"])  # plain data: the layer list below is a probe's word
     if weights is not None:
-        expect(any(key.startswith("encoder.") and value.dim() == 4 for key, value in weights.items()),
-               t("学習後の {name} の重みに、encoder の畳み込みカーネル（encoder. で始まる 4 次元の重み）がありません。"
-                 "エンコーダは nn.Conv2d で作る必要があります",
-                 "{name}'s trained weights hold no convolution kernel under encoder. (a 4-D weight): the encoder must "
-                 "be built with nn.Conv2d", name=name))
+        kernels = [key for key, value in weights.items() if key.startswith("encoder.") and value.dim() == 4]
+        expect(bool(kernels), t("学習後の {name} の重みに、encoder の畳み込みカーネル（encoder. で始まる 4 次元の重み）が"
+                                "ありません。エンコーダは nn.Conv2d で作る必要があります",
+                                "{name}'s trained weights hold no convolution kernel under encoder. (a 4-D weight): the "
+                                "encoder must be built with nn.Conv2d", name=name))
+        change = _without_kernels(student, name, weights, kernels)
+        expect(change >= CONV_INFLUENCE, t("{name} のエンコーダの畳み込みカーネルを 0 にしても、潜在変数がほとんど変わりません"
+                                           "（変化はばらつきの {change:.1%}）。畳み込み層は飾りではなく、画像から潜在変数を"
+                                           "作る経路になっている必要があります",
+                                           "zeroing {name}'s encoder convolution kernels hardly changes its latents (by "
+                                           "{change:.1%} of their spread): the convolutions must be the encoder's path "
+                                           "from the image to the latent, not an ornament", name=name, change=change))
     for report in inspect(student, name, attempts):
         for part in ("encoder", "decoder"):
             expect(report[f"{part}_layers"] is not None, t("{name} には nn.Module の属性 self.{part} が必要です",
@@ -92,6 +105,28 @@ def test_encoder_has_conv2d(student, name, attempts, training_plan):
             expect({"fc_mu", "fc_logvar"} <= set(report["children"]), t("ConvVAE には self.fc_mu と self.fc_logvar が"
                                                                         "必要です",
                                                                         "ConvVAE needs self.fc_mu and self.fc_logvar"))
+
+
+CONV_INFLUENCE = 0.2  # the reference's latents change by about their whole spread when its kernels are zeroed
+
+
+def _without_kernels(student, name: str, weights: dict, kernels: list[str]) -> float:
+    """How much the trained encoder's latents of 64 random images move when its convolution kernels are zeroed,
+    as a share of their spread (weights prepared here, on the trusted side; the images are not held-out ones)."""
+    question = MODELS[name]["question"]
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(6))
+    kind = "ae" if name == "ConvAutoEncoder" else "vae"
+    common = {"name": name, "kind": kind, "kwargs": {"in_channels": 1, "image_size": 28}, "seed": 0, "x": x,
+              "stand_in": config.trusted(question)}
+    zeroed = {key: torch.zeros_like(value) if key in kernels else value for key, value in weights.items()}
+    latents = [student.request("encode", state=state, **common).get("latents") for state in (weights, zeroed)]
+    if not all(isinstance(part, list) and part and isinstance(part[0], torch.Tensor) for part in latents):
+        return 1.0  # nothing to compare: the other checks say what is wrong
+    trained, without = latents[0][0].double(), latents[1][0].double()
+    if trained.shape != without.shape:
+        return 1.0
+    spread = (trained - trained.mean(dim=0)).norm(dim=1).mean()
+    return float((without - trained).norm(dim=1).mean() / spread) if spread > 0 else 0.0
 
 
 @parametrize

@@ -4,6 +4,8 @@ Compared with scikit-learn's KMeans: the same partition of well-separated blobs 
 index), and, for the best of 10 seeds, an inertia within a few percent on real 2-D latents of a
 trained autoencoder.
 """
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from autograder import config
 from autograder.i18n import Message, t
 from autograder.oracle import expect, fail, items, tensor
 from autograder.pictures import add, scatter
+from autograder.secret import submission_generator
 
 pytestmark = pytest.mark.question("kmeans")
 
@@ -32,7 +35,31 @@ FAR_CLUSTERS = torch.cat([torch.randn(2000, 2, generator=_generator),
                           *(c + 0.3 * torch.randn(6, 2, generator=_generator) for c in _SMALL_CENTERS)])
 KMEANS_PP_SEEDS = (0, 1, 2)
 FEW_LOCATIONS = torch.tensor([[5.0, 5.0], [-5.0, 5.0], [5.0, -5.0]])  # 3 distinct points, k = 4: one cluster stays empty
+# Each notebook gets its own inputs: every point set above, and the real latents, moved by an isometry drawn from
+# the notebook and the course secret (autograder/secret.py). k-means does not change under an isometry (nor
+# does any check here), but a table of stored answers matches none of them. The few points move by sign flips
+# and whole-number shifts only, so that their cluster means stay exact.
+_moves = submission_generator("kmeans")
+_ANGLE = float(torch.rand((), generator=_moves, dtype=torch.float64)) * 2 * math.pi
+_ROTATION = torch.tensor([[math.cos(_ANGLE), -math.sin(_ANGLE)], [math.sin(_ANGLE), math.cos(_ANGLE)]],
+                         dtype=torch.float64)
+_SHIFT = torch.randint(-8, 9, (2,), generator=_moves).double()
+_FLIPS = torch.randint(0, 2, (2,), generator=_moves).double() * 2 - 1
+
+
+def moved(points: torch.Tensor) -> torch.Tensor:
+    """``points`` (N, 2) rotated by this notebook's angle and shifted."""
+    return (points.double() @ _ROTATION.T + _SHIFT).float()
+
+
+CENTERS, BLOBS, FAR_CLUSTERS = moved(CENTERS), moved(BLOBS), moved(FAR_CLUSTERS)
+FEW_LOCATIONS = (FEW_LOCATIONS.double() * _FLIPS + _SHIFT).float()
 FEW_POINTS = FEW_LOCATIONS.repeat_interleave(torch.tensor([15, 15, 10]), dim=0)
+
+
+def ae_latents() -> torch.Tensor:
+    """The 2,000 real AE latents (config.LATENTS_FILE), moved like the other inputs."""
+    return moved(torch.from_numpy(np.load(config.LATENTS_FILE, allow_pickle=False)))
 
 
 def run_kmeans(functions, x: torch.Tensor, k: int, *, seed: int = 0, torch_seed: int = 0):
@@ -108,6 +135,9 @@ def test_returns_integer_labels_and_centroids(functions):
                                                                 low=int(labels.min()), high=int(labels.max())))
     expect(centroids.is_floating_point(), t("centroids は浮動小数点数のテンソルである必要があります",
                                             "centroids must be a floating-point tensor"))
+    # the right types holding no clustering (one label for every point) are no answer: no points for them
+    expect(len(torch.unique(labels)) > 1, t("4 つの塊のデータで、すべての点に同じラベルがつきました",
+                                            "every point of 4 separated blobs got the same label"))
 
 
 def test_agrees_with_sklearn_on_separated_blobs(functions):
@@ -134,7 +164,7 @@ def test_inertia_close_to_sklearn_on_latents(functions, pictures):
 
     ja: 実際の AE の潜在変数 2,000 個（k = 10）で、10 個のシードのうち最良の慣性が scikit-learn の 5 % 以内に入る
     """
-    latents = torch.from_numpy(np.load(config.LATENTS_FILE, allow_pickle=False))
+    latents = ae_latents()
     # One k-means++ run can land in a poor local optimum by chance (the reference does for 9 of 20 seeds), so
     # like scikit-learn's n_init=10 the best of 10 seeds counts.
     runs = [run_kmeans(functions, latents, 10, seed=seed) for seed in range(INERTIA_SEEDS)]
@@ -164,8 +194,10 @@ def test_deterministic_for_a_seed(functions):
 
     ja: グローバルな乱数の状態によらず、同じシードなら同じ labels と centroids を返す
     """
-    latents = torch.from_numpy(np.load(config.LATENTS_FILE, allow_pickle=False))
+    latents = ae_latents()
     runs = [run_kmeans(functions, latents, 10, seed=0, torch_seed=torch_seed) for torch_seed in (1, 2, 3)]
+    expect(len(torch.unique(runs[0][0])) > 1, t("すべての潜在変数に同じラベルがつきました（クラスタリングになっていません）",
+                                                "every latent got the same label (no clustering)"))
     expect(all(torch.equal(runs[0][0], labels) and torch.equal(runs[0][1], centroids) for labels, centroids in runs),
            t("seed=0 で 3 回呼び出したところ、結果が異なりました。初期化のランダムな選択は（最初の重心も含めて）すべて、"
              "グローバルな乱数の状態ではなく generator = torch.Generator().manual_seed(seed) で行ってください",

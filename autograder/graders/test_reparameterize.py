@@ -37,7 +37,10 @@ def test_keeps_shape_dtype_and_device(functions, device):
     for shape, dtype in [((64, 2), torch.float32), ((8, 5), torch.float64)]:
         mu, logvar = torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
         result = functions.request("call", name="reparameterize", args=[mu, logvar], device=device)
-        tensor(result, "z", shape=shape, dtype=str(dtype).replace("torch.", ""), device=device)
+        z = tensor(result, "z", shape=shape, dtype=str(dtype).replace("torch.", ""), device=device)
+        # a function that returns mu itself (or a copy) has the right shape but is no answer: no points for it
+        expect(not torch.equal(z.cpu(), mu), t("z が mu と同じです。ノイズ eps·std が加わっていません",
+                                               "z equals mu: the noise eps·std is not added"))
 
 
 def test_gradients_reach_mu_and_logvar(functions):

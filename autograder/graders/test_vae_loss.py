@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from autograder.i18n import Message, t
 from autograder.oracle import compare, expect, tensor
+from autograder.secret import submission_generator
 
 pytestmark = pytest.mark.question("vae_loss")
 
@@ -26,6 +27,16 @@ ZEROS = torch.zeros(BATCH, 2)
 _kl_generator = torch.Generator().manual_seed(5)
 MU_KL = 2 * torch.randn(BATCH, 2, generator=_kl_generator)
 LOGVAR_KL = torch.randn(BATCH, 2, generator=_kl_generator)
+# Each notebook gets its own inputs: the ones above, moved a little by draws keyed to the notebook and the course
+# secret (autograder/secret.py), so that a table of stored answers matches none of them. The moves are small
+# (5 % of a logit, 0.05 in μ and logvar) against the gaps between the known mistakes' values.
+_moves = submission_generator("vae_loss")
+RECON = torch.sigmoid(torch.logit(RECON) + 0.05 * torch.randn(RECON.shape, generator=_moves))
+X = (X + 0.02 * torch.rand(X.shape, generator=_moves)).clamp(0, 1)
+MU, LOGVAR, MU_KL, LOGVAR_KL = (value + 0.05 * torch.randn(value.shape, generator=_moves)
+                                for value in (MU, LOGVAR, MU_KL, LOGVAR_KL))
+X_BINARY = torch.where(torch.rand(X_BINARY.shape, generator=_moves) < 0.02, 1 - X_BINARY, X_BINARY)
+MU_AWAY = 1 + 0.1 * torch.rand(BATCH, 2, generator=_moves)  # μ moved away from 0 (test_sign_and_minimum)
 # Tolerances. A sum over N pixels of a correct BCE may differ from the reference by a little per pixel: a
 # reconstruction clamped to [1e-7, 1 − 1e-7] or [1e-5, …] (log stays finite), a logit round trip, float64.
 # So: |value − reference| ≤ PER_PIXEL·N + RTOL·|reference|. Every known mistake changes the value by far more.
@@ -227,8 +238,8 @@ def test_sign_and_minimum(functions):
                                           "（KL(0, 0) = 0）が、{value:.4g} になっています",
                                           "for a perfect reconstruction with μ = 0 and logvar = 0 the loss must be 0 "
                                           "(KL(0, 0) = 0), it is {value:.4g}", value=at_zero.item()))
-    moved = tensor(loss_of(functions, X_BINARY, X_BINARY, torch.ones(BATCH, 2), ZEROS), "vae_loss", shape=())
-    # KL(μ = 1, logvar = 0) = ½·Σμ² = 16 here: far above the tolerance
+    moved = tensor(loss_of(functions, X_BINARY, X_BINARY, MU_AWAY, ZEROS), "vae_loss", shape=())
+    # KL(μ ≈ 1, logvar = 0) = ½·Σμ² ≥ 16 here: far above the tolerance
     expect(abs(moved.item() - at_zero.item()) > ATOL,
            t("μ を 0 から動かしても損失が変わりません（{value:.4g} のまま）。KL 項が抜けているか、μ に依存していません"
              "（和の中の − μ²）",

@@ -18,12 +18,33 @@ from sandboxed import training
 from sandboxed.probes import _device, describe, lookup, plain, probe, replaced
 
 
-def _build(namespace: dict, name: str, kwargs: dict, seed: int) -> nn.Module:
+def _build(namespace: dict, name: str, kwargs: dict, seed: int, given: dict | None = None) -> nn.Module:
+    """``name(**kwargs)`` under ``seed``: the student's class, or with ``given`` the released template's (see
+    :func:`_given_class`)."""
     torch.manual_seed(seed)
-    model = lookup(namespace, name)(**kwargs)
+    cls = _given_class(namespace, name, **given) if given else lookup(namespace, name)
+    model = cls(**kwargs)
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name}(...) made a {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _given_class(namespace: dict, name: str, source: str, calls: list[str]) -> Any:
+    """Class ``name`` as the released template defines it (``source``: the template's definitions), in a scope of
+    its own whose ``calls`` (e.g. ``reparameterize``) are the student's functions, looked up at each call.
+
+    ``vae_training`` grades the student's ``reparameterize`` inside the *given* VAE: a VAE that the student
+    redefined (to skip the sampling, say) is not the one trained.
+    """
+    scope: dict = {"__name__": "given"}
+    exec(compile(source, "<the released template>", "exec"), scope)  # noqa: S102 - the template's own code
+    for function in calls:
+        scope[function] = functools.partial(_forward_to, namespace, function)
+    return scope[name]
+
+
+def _forward_to(namespace: dict, function: str, *args: Any, **kwargs: Any) -> Any:
+    return lookup(namespace, function)(*args, **kwargs)
 
 
 def _layer_types(module: Any) -> list[str] | None:
@@ -151,16 +172,17 @@ def preload() -> None:
             _training_images(name.removesuffix(".safetensors"))
 
 
-def _restored(namespace: dict, name: str, kwargs: dict, seed: int, state: dict, where: torch.device) -> nn.Module:
+def _restored(namespace: dict, name: str, kwargs: dict, seed: int, state: dict, where: torch.device,
+              given: dict | None = None) -> nn.Module:
     """``name(**kwargs)`` with the trained weights ``state`` (strictly: every key, every shape), in eval mode."""
-    net = _build(namespace, name, kwargs, seed)
+    net = _build(namespace, name, kwargs, seed, given)
     net.load_state_dict(state, strict=True)
     return net.to(where).eval()
 
 
 @probe
 def train(namespace: dict, name: str, kind: str, dataset: str, n_train: int, epochs: int, batch_size: int,
-          lr: float, seed: int, kwargs: dict | None = None, device: str = "cpu") -> dict:
+          lr: float, seed: int, kwargs: dict | None = None, device: str = "cpu", given: dict | None = None) -> dict:
     """Train ``name(**kwargs)`` with the grader's loop (:func:`training.fit`) on the training split.
 
     Returns the training history and the trained weights (plain tensors); nothing is evaluated here.
@@ -168,7 +190,7 @@ def train(namespace: dict, name: str, kind: str, dataset: str, n_train: int, epo
     where = _device(device)
     torch.use_deterministic_algorithms(True, warn_only=True)
     x_train = _training_images(dataset)[:n_train].to(where)
-    net = _build(namespace, name, kwargs or {}, seed).to(where)
+    net = _build(namespace, name, kwargs or {}, seed, given).to(where)
     history = training.fit(net, x_train, kind, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     state = {key: value.detach().cpu().clone() for key, value in net.state_dict().items()
              if isinstance(value, torch.Tensor)}
@@ -188,13 +210,13 @@ STAND_INS = {"reparameterize": _mean}
 
 @probe
 def encode(namespace: dict, name: str, kind: str, kwargs: dict, seed: int, state: dict, x: torch.Tensor,
-           device: str = "cpu", stand_in: list[str] | None = None) -> dict:
+           device: str = "cpu", stand_in: list[str] | None = None, given: dict | None = None) -> dict:
     """Run the trained model on ``x`` and return only its latents: ``encoded`` (AE) or ``mu``, ``logvar`` (VAE).
 
     The reconstruction that ``forward`` also computes is described (type, shape) but never returned.
     """
     where = _device(device)
-    net = _restored(namespace, name, kwargs, seed, state, where)
+    net = _restored(namespace, name, kwargs, seed, state, where, given)
     torch.manual_seed(seed)
     with torch.no_grad(), replaced(namespace, {key: STAND_INS[key] for key in stand_in or []}):
         outputs = net(x.to(where))
@@ -207,10 +229,10 @@ def encode(namespace: dict, name: str, kind: str, kwargs: dict, seed: int, state
 
 @probe
 def decode(namespace: dict, name: str, kwargs: dict, seed: int, state: dict, z: torch.Tensor,
-           device: str = "cpu") -> dict:
+           device: str = "cpu", given: dict | None = None) -> dict:
     """``model.decoder(z)`` of the trained model: the images drawn from the latents the trusted side chose."""
     where = _device(device)
-    net = _restored(namespace, name, kwargs, seed, state, where)
+    net = _restored(namespace, name, kwargs, seed, state, where, given)
     decoder = getattr(net, "decoder", None)
     if not callable(decoder):
         raise AttributeError(f"{name} has no self.decoder that maps a latent to an image")
