@@ -198,9 +198,13 @@ def train_encode_decode(student: Worker, encoder: Worker, budget: dict, device: 
     return decode_step(student, budget, device, trained, encoded, x_eval, seed, kwargs)
 
 
-def split_lanes(costs: dict[str, float], pinned: dict[str, str] | None = None) -> dict[str, str]:
-    """Question -> lane ("encoder" or "student"): the ``pinned`` ones where they must train (:func:`pins`), then
-    the others longest first, each to the lane with less work so far.
+LANES = ("encoder", "student")
+
+
+def split_lanes(costs: dict[str, float], pinned: dict[str, str] | None = None, lanes: tuple[str, ...] = LANES,
+                barred: dict[str, set[str]] | None = None) -> dict[str, str]:
+    """Question -> lane: the ``pinned`` ones where they must train (:func:`pins`), then the others longest first,
+    each to the lane with less work so far among those not ``barred`` to it (ties: in ``lanes``' order).
 
     The assignment depends on the costs alone, so every run of a submission trains each model in the same
     worker (reproducible), and trainings of unequal cost end close together.
@@ -209,15 +213,16 @@ def split_lanes(costs: dict[str, float], pinned: dict[str, str] | None = None) -
     free = [q for q in costs if q not in pinned]
     if not pinned and len(free) < 2:
         return {q: "student" for q in costs}
-    load = {"encoder": 0.0, "student": 0.0}
-    lanes = dict(pinned)
+    load = dict.fromkeys(lanes, 0.0)
+    assigned = dict(pinned)
     for question, lane in pinned.items():
         load[lane] += costs[question]
     for question in sorted(free, key=lambda q: (-costs[q], q)):
-        lane = min(load, key=lambda name: (load[name], name))  # ties: the encoder lane first
-        lanes[question] = lane
+        allowed = [lane for lane in lanes if lane not in (barred or {}).get(question, set())]
+        lane = min(allowed, key=lambda name: (load[name], lanes.index(name)))
+        assigned[question] = lane
         load[lane] += costs[question]
-    return lanes
+    return assigned
 
 
 def pins(questions: list[str]) -> dict[str, str]:
@@ -247,21 +252,25 @@ def training_costs(questions: list[str], device: str) -> dict[str, float]:
 
 
 class TrainingPlan:
-    """The selected training questions, two at a time: one worker per CPU-bound training.
+    """The selected training questions, each in one worker's lane, all at once.
 
-    :func:`split_lanes` gives each training to the ``encoder`` or the ``student`` worker so that both
-    stay busy. The ``encoder`` worker trains only before its first encode: every step for a worker runs in
+    :func:`split_lanes` gives each training to the ``student``, ``encoder`` or ``functions`` worker (the last
+    trains autoencoders only, between its function probes) so that the lanes end close together. The ``encoder`` worker trains only before its first encode: every step for a worker runs in
     that worker's own thread, in the order submitted (all its trainings, then encodes, then decodes), so
     no step waits on one queued behind it. :meth:`result` returns a question's :class:`TrainedModel` or
     raises its failure.
     """
 
-    def __init__(self, student: Worker, encoder: Worker, questions: list[str], device: str) -> None:
+    def __init__(self, student: Worker, encoder: Worker, questions: list[str], device: str,
+                 functions: Worker | None = None) -> None:
         budgets = {q: config.training_budget(q) for q in questions}
-        self.lanes = {"student": ThreadPoolExecutor(1, "student"), "encoder": ThreadPoolExecutor(1, "encoder")}
-        workers = {"student": student, "encoder": encoder}
+        workers = {"student": student, "encoder": encoder, **({"functions": functions} if functions else {})}
+        self.lanes = {lane: ThreadPoolExecutor(1, lane) for lane in workers}
         self.seconds: dict[str, dict[str, float]] = {q: {} for q in questions}  # question -> step -> seconds
-        self.trained_in = split_lanes(training_costs(questions, device), pins(questions))  # question -> lane
+        # the functions worker has no VAE objective (it answers vae_loss's probes): it may train autoencoders only
+        barred = {q: {"functions"} for q in questions if budgets[q]["kind"] != "ae"}
+        self.trained_in = split_lanes(training_costs(questions, device), pins(questions), tuple(workers),
+                                      barred)  # question -> lane
         trained = {q: self.lanes[lane].submit(self._timed, q, "train", train_step, workers[lane], budgets[q], device)
                    for q, lane in sorted(self.trained_in.items(), key=lambda item: questions.index(item[0]))}
         encoded = {q: self.lanes["encoder"].submit(self._timed, q, "encode", self._after, trained[q], encode_step,

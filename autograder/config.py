@@ -24,7 +24,8 @@ REFERENCE_NOTEBOOK = PACKAGE_DIR.parent / "solutions" / "autoencoders.ipynb"
 TEMPLATE_NOTEBOOK = PACKAGE_DIR.parent / "assignment" / "autoencoders.ipynb"
 GRADING_SEED = 0
 # Recorded in calibration.json: thresholds made with another way of training or scoring are stale.
-PIPELINE = "train → encode (second worker) → decode (training worker); VAE z drawn by the grader"
+PIPELINE = ("train (student or encoder worker) → encode (encoder worker) → decode (student worker); "
+            "z from the course secret, snapped to a grid, with smoothness pairs; vae_training trains the given VAE")
 
 
 class StaleCalibration(RuntimeError):

@@ -8,7 +8,7 @@ in a new, empty root file system that holds only what the worker needs, read-onl
   (``/usr``, with ``/lib``, ``/bin`` … as on the host);
 * ``/etc/ld.so.cache`` and a two-line ``/etc/passwd`` / ``/etc/group`` naming the sandbox user;
 * the worker role's own runtime (its files of :mod:`autograder.sandboxed`, :data:`ROLE_FILES`, and the
-  student-facing ``labtools.py``) at :data:`RUNTIME_MOUNT`, and, for the roles that train, the **training**
+  student-facing ``labtools.py``) at :data:`RUNTIME_MOUNT`, and the **training**
   split of the datasets at :data:`DATA_MOUNT`, written there by the trusted side (:func:`prepare_training_data`).
   No held-out image, no home folder, no exchange, no repository, no other submission is mounted; in the
   ``functions`` role the forbidden k-means packages (``sklearn.cluster``, …) are covered by stand-ins that
@@ -81,17 +81,18 @@ class SandboxConfig:
 
 
 # Which of the ``sandboxed`` package's files each worker role mounts (see docs/threat-model.md):
-# * ``functions`` answers the probes of the functions (reparameterize, vae_loss, kmeans, plot_latent_clusters):
-#   no training loop (its VAE objective is the reference vae_loss), no trusted implementation, no data;
+# * ``functions`` answers the probes of the functions (reparameterize, vae_loss, kmeans, plot_latent_clusters) and
+#   may train an autoencoder: no VAE objective (it is the reference vae_loss), no trusted implementation;
 # * ``encoder`` trains models that call the student's own functions (vae_training) and maps held-out images to
-#   latents: the training loop, no trusted implementation;
+#   latents: the training loop with the VAE objective, no trusted implementation;
 # * ``student`` probes and trains the model classes with the trusted implementations (conv_vae) and decodes the
 #   latents the trusted side chose: it never sees a held-out image.
 FUNCTION_FILES = ("__init__.py", "worker.py", "protocol.py", "probes.py")
+TRAINING_FILES = (*FUNCTION_FILES, "models.py", "training.py")
 ROLE_FILES = {
-    "functions": FUNCTION_FILES,
-    "encoder": (*FUNCTION_FILES, "models.py", "training.py"),
-    "student": (*FUNCTION_FILES, "models.py", "training.py", "trusted.py"),
+    "functions": TRAINING_FILES,
+    "encoder": (*TRAINING_FILES, "vae_objective.py"),
+    "student": (*TRAINING_FILES, "vae_objective.py", "trusted.py"),
 }
 ROLES = tuple(ROLE_FILES)
 HIDDEN_SOURCE = "raise ImportError({message!r})\n"
@@ -99,13 +100,12 @@ HIDDEN_SOURCE = "raise ImportError({message!r})\n"
 
 @dataclass(frozen=True)
 class Runtime:
-    """What one worker role sees: ``folder`` (mounted at :data:`RUNTIME_MOUNT`), whether the training split is
-    mounted, and ``hidden``: (host path, replacement) pairs, a package folder or module file of the Python
-    environment covered by a stand-in that raises ImportError, so that its code is not there to run."""
+    """What one worker role sees: ``folder`` (mounted at :data:`RUNTIME_MOUNT`) and ``hidden``: (host path,
+    replacement) pairs, a package folder or module file of the Python environment covered by a stand-in that
+    raises ImportError, so that its code is not there to run."""
 
     folder: Path
     role: str
-    data: bool
     hidden: tuple[tuple[str, str], ...] = ()
 
 
@@ -134,7 +134,7 @@ def prepare_runtime(folder: Path, role: str = "student", hide: list[str] | tuple
             stand_in.write_text(source)
         hidden.append((str(path), str(stand_in)))
     _readable(folder)
-    return Runtime(folder=folder, role=role, data=role != "functions", hidden=tuple(hidden))
+    return Runtime(folder=folder, role=role, hidden=tuple(hidden))
 
 
 def module_paths(modules: list[str] | tuple[str, ...]) -> list[tuple[str, Path]]:
@@ -318,7 +318,7 @@ def bwrap_arguments(runtime: Runtime, config: SandboxConfig) -> list[str]:
     for path, stand_in in runtime.hidden:  # over the environment's binds: the real code is not there to run
         arguments += ["--ro-bind", stand_in, path]
     arguments += [*_directories_above(Path(RUNTIME_MOUNT)), "--ro-bind", str(own), RUNTIME_MOUNT]
-    if config.data is not None and runtime.data:
+    if config.data is not None:
         arguments += ["--ro-bind", str(config.data), DATA_MOUNT]
     if config.device == "cuda":
         for node in sorted(Path("/dev").glob("nvidia*")):
@@ -417,7 +417,7 @@ def start_worker(runtime: Runtime, config: SandboxConfig) -> tuple[subprocess.Po
                                cuda=config.device == "cuda")
     pass_fds: list[int] = []
     seccomp_file = None
-    data = config.data if runtime.data else None
+    data = config.data
     try:
         if config.mode == "bwrap":
             command = bwrap_arguments(runtime, config)

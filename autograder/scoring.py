@@ -15,7 +15,7 @@ import torch
 
 from autograder.i18n import Message, t
 from autograder.oracle import expect
-from autograder.sandboxed.training import vae_loss_sum
+from autograder.sandboxed.vae_objective import vae_loss_sum
 
 
 def held_out_score(kind: str, images: torch.Tensor, latents: list[torch.Tensor], x_eval: torch.Tensor,

@@ -75,7 +75,8 @@ class Context:
                         if "training_plan" in getattr(item, "fixturenames", ()) and item.get_closest_marker("question")}
             if selected:
                 self.plan = TrainingPlan(self.worker("student"), self.worker("encoder"),
-                                         [q for q in grading.budgets() if q in selected], self.sandbox.device)
+                                         [q for q in grading.budgets() if q in selected], self.sandbox.device,
+                                         functions=self.worker("functions"))
         return self.plan
 
 

@@ -9,8 +9,8 @@ the attacker earns nothing it did not earn, and why (docs/threat-model.md: R1 pr
 capability, R3 nothing of the grader in a worker, R4 workers share nothing but sanitised latents).
 
 Every attack was first run against the earlier design (commit eff3d07) to make sure it was real; the points
-it earned there are in each test's docstring. One variant is not stopped by the new design (6c: the forged
-``model`` probe plus an unused 4-D tensor under ``encoder.``): its test fails until the check is changed.
+it earned there are in each test's docstring. One variant (6c: the forged ``model`` probe plus an unused 4-D
+tensor under ``encoder.``) got through a first version of the new design; the conv check now zeroes the kernels.
 
 Run with ``DATA_DIR=../shared/datasets python -m pytest tests/test_trust_attacks.py``.
 """
@@ -56,7 +56,7 @@ def reparameterize(mu, logvar):
 
 
 def vae_loss(reconstructed, x, mu, logvar):
-    return _grader_function([("sandboxed.training", "vae_loss_sum"),
+    return _grader_function([("sandboxed.vae_objective", "vae_loss_sum"), ("sandboxed.training", "vae_loss_sum"),
                              ("sandboxed.models", "vae_loss_sum")])(reconstructed, x, mu, logvar)
 '''
 
@@ -502,10 +502,10 @@ def test_importing_the_graders_code_earns_nothing(graded):
 
     Before: ``sandboxed.trusted.reparameterize`` and ``sandboxed.training.vae_loss_sum`` gave the template full
     marks on reparameterize (15), vae_loss (20) and vae_training (10): 45 points. Now (R3) the ``functions``
-    worker that probes reparameterize and vae_loss mounts neither file, and the ``encoder`` worker that trains
+    worker that probes reparameterize and vae_loss mounts neither trusted.py nor the VAE objective, and the ``encoder`` worker that trains
     the VAE with the student's reparameterize has no trusted.py: every import fails.
     """
-    trusted, training = "No module named 'sandboxed.trusted'", "No module named 'sandboxed.training'"
+    trusted, training = "No module named 'sandboxed.trusted'", "No module named 'sandboxed.vae_objective'"
     _earns_nothing(_checks(graded, "grader_imports", "reparameterize"), trusted)
     _earns_nothing(_checks(graded, "grader_imports", "vae_loss"), training)
     _earns_nothing(_checks(graded, "grader_imports", "vae_training"), trusted)
@@ -594,10 +594,10 @@ def test_a_forged_figure_probe_earns_at_most_the_uncheckable_part(graded):
 def test_a_forged_model_probe_and_an_unused_kernel_earn_nothing(graded):
     """6c. The forged ``model`` probe of 6, and a 4-D buffer (never used) under ``encoder.`` in the MLP.
 
-    Before: test_encoder_has_conv2d passed (2.5 points), as for 6. Now: NOT STOPPED when this was written (the
-    check passes, 2.5 points): the cross-check asks only that the trained weights hold a 4-D tensor under
-    ``encoder.``, which a buffer (or an idle nn.Conv2d) satisfies, and the layer list is still the forged probe's
-    word. This test fails until the check stops trusting what the probe reports.
+    Before: test_encoder_has_conv2d passed (2.5 points), as for 6, and it still did once the trained weights
+    only had to hold a 4-D tensor under ``encoder.``. Now the trusted side zeroes those kernels in the weights
+    it holds and has the encoder run again: latents that do not move mean the kernels do no work, whatever the
+    probe reports (and the failed check voids the question).
     """
     test = _check(graded, "forged_probes_and_a_kernel", "conv_autoencoder", "nn.Conv2d")
     assert test["status"] == "failed" and test["score"] == 0, (test["name"], test["score"], test["output"])

@@ -164,9 +164,9 @@ def test_module_paths_finds_installed_packages_without_importing_them():
 @needs_bwrap
 def test_each_role_holds_only_its_own_grader_files(workers):
     names = {role: {Path(path).name for path in _call(worker, "files_on_path")} for role, worker in workers.items()}
-    assert {"trusted.py", "training.py", "models.py"}.isdisjoint(names["functions"]), names["functions"]
-    assert "trusted.py" not in names["encoder"] and "training.py" in names["encoder"]
-    assert {"trusted.py", "training.py", "models.py"} <= names["student"]
+    assert {"trusted.py", "vae_objective.py"}.isdisjoint(names["functions"]), names["functions"]
+    assert "trusted.py" not in names["encoder"] and "vae_objective.py" in names["encoder"]
+    assert {"trusted.py", "vae_objective.py", "training.py", "models.py"} <= names["student"]
     for role, found in names.items():  # never the graders, the reference, the runner or the calibration
         assert not {"conftest.py", "autoencoders.ipynb", "runner.py", "calibration.json"} & found, (role, found)
 
@@ -174,7 +174,7 @@ def test_each_role_holds_only_its_own_grader_files(workers):
 @needs_bwrap
 def test_the_reference_is_not_importable_where_it_is_probed(workers):
     functions, encoder = workers["functions"], workers["encoder"]
-    for module in ("sandboxed.trusted", "sandboxed.training", "sandboxed.models", "autograder"):
+    for module in ("sandboxed.trusted", "sandboxed.vae_objective", "autograder"):
         assert _call(functions, "try_import", module).startswith("ImportError"), module
     assert _call(encoder, "try_import", "sandboxed.trusted").startswith("ImportError")  # it trains vae_training
     with pytest.raises(StudentError, match="import name 'trusted'|No module named 'sandboxed.trusted'"):

@@ -60,7 +60,8 @@ def encoder(context: Any) -> Iterator[Worker]:
 
 
 @pytest.fixture(scope="session")
-def training_plan(student: Worker, encoder: Worker, context: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+def training_plan(functions: Worker, student: Worker, encoder: Worker, context: Any,
+                  request: pytest.FixtureRequest) -> Iterator[Any]:
     """The selected training questions, two at a time, started as soon as they were collected (see
     :meth:`autograder.submission.Context.training_plan` and :class:`autograder.bottleneck.TrainingPlan`)."""
     plan = context.training_plan(request.session.items)
