@@ -69,7 +69,8 @@ def shipped_files(data_dir: Path) -> dict[str, Path]:
     files = {path.relative_to(REPO_ROOT).as_posix(): path for path in sorted(config.PACKAGE_DIR.rglob("*"))
              if path.is_file() and not path.name.startswith(".") and path.suffix != ".pyc"
              and not SKIPPED_PARTS & set(path.relative_to(config.PACKAGE_DIR).parts)}
-    for name in ("pyproject.toml", "README.md", "solutions/labtools.py", "assignment/labtools.py"):
+    for name in ("pyproject.toml", "README.md", "solutions/labtools.py", "assignment/labtools.py",
+                 "assignment/autoencoders.ipynb"):  # the template: vae_training trains its given VAE
         files[name] = REPO_ROOT / name
     files["solutions/autoencoders.ipynb"] = config.REFERENCE_NOTEBOOK
     for dataset in config.datasets():

@@ -34,7 +34,8 @@ from autograder.secret import course_secret
 
 RETRIES = 3  # Ray's retries of a task whose worker or node died (so up to 4 attempts)
 FINGERPRINTED = ("autograder/**/*.py", "autograder/*.toml", "autograder/*.json", "autograder/data/*",
-                 "solutions/autoencoders.ipynb", "solutions/labtools.py", "assignment/labtools.py")
+                 "solutions/autoencoders.ipynb", "solutions/labtools.py", "assignment/labtools.py",
+                 "assignment/autoencoders.ipynb")
 
 
 class ClusterError(RuntimeError):

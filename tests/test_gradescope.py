@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import config, gradescope
+from autograder import config, gradescope, secret
 from autograder.sandbox import bwrap_unavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,24 +84,32 @@ def isolation_note(document: dict) -> str:
     return note["output"]
 
 
+def archive_bytes(package: Path, name: str) -> bytes:
+    with zipfile.ZipFile(package) as archive:
+        return archive.read(name)
+
+
 def test_zip_layout(package: Path):
-    """setup.sh and run_autograder (executable) at the root, the grader, the reference, the calibration and
-    the MNIST files; nothing else of the repository, no byte code, and about 11 MiB."""
+    """setup.sh and run_autograder (executable) at the root, the grader, the reference, the calibration, the
+    course secret and the MNIST files; nothing else of the repository, no byte code, and about 11 MiB."""
     with zipfile.ZipFile(package) as archive:
         modes = {info.filename: info.external_attr >> 16 & 0o777 for info in archive.infolist()}
     names = set(modes)
     assert modes["setup.sh"] == modes["run_autograder"] == 0o755
     expected = {"autograder/questions.toml", "autograder/calibration.json", "autograder/data/mnist_ae_latents.npy",
                 "autograder/gradescope.py", "autograder/graders/conftest.py", "autograder/sandboxed/worker.py",
-                "solutions/autoencoders.ipynb", "solutions/labtools.py", "assignment/labtools.py", "pyproject.toml",
+                "solutions/autoencoders.ipynb", "solutions/labtools.py", "assignment/labtools.py",
+                "assignment/autoencoders.ipynb", "pyproject.toml",
                 *(f"data/MNIST/raw/{name}" for name in DATA_FILES)}
     assert expected <= names
     assert config.datasets() == ["mnist"]
     assert {name.split("/")[0] for name in names} == {"setup.sh", "run_autograder", "README.md", "pyproject.toml",
-                                                      "autograder", "solutions", "assignment", "data"}
+                                                      "autograder", "solutions", "assignment", "data",
+                                                      "grading-secret"}  # the course secret: the same draws as make grade
+    assert modes["grading-secret"] == 0o644 and archive_bytes(package, "grading-secret") == secret.course_secret()
     assert {name for name in names if name.startswith(("data/", "solutions/", "assignment/"))} == \
         {"solutions/autoencoders.ipynb", "solutions/labtools.py", "assignment/labtools.py",
-         *(f"data/MNIST/raw/{name}" for name in DATA_FILES)}
+         "assignment/autoencoders.ipynb", *(f"data/MNIST/raw/{name}" for name in DATA_FILES)}
     assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc") or "/." in name
                 or "gradescope_files" in name]
     assert package.stat().st_size < 16 * 2**20
@@ -117,8 +125,9 @@ def test_reference_scores_full_marks(root: Path):
     """The reference, uploaded under another name, scores 100/100 with the grader and data from the zip."""
     stdout, document = run_autograder(root, {"My notebook (1).ipynb":
                                              EXAMPLES / "reference" / "autoencoders" / "autoencoders.ipynb"})
-    assert (document["score"], document["max_score"]) == (100, 100)
     tests = scored_tests(document)
+    assert (document["score"], document["max_score"]) == (100, 100), [(test["name"], test["output"][:300]) for test in
+                                                                      tests if test["status"] != "passed"]
     assert {tag for test in tests for tag in test["tags"]} == set(config.questions())
     assert all(test["status"] == "passed" and test["score"] == test["max_score"] for test in tests)
     assert document["stdout_visibility"] == "hidden" and document["execution_time"] > 0
