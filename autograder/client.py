@@ -55,10 +55,11 @@ class _DeadlineReader:
     read first waits :data:`TRICKLE_PAUSE_S`, so a trickle costs at most about a thousand reads a second.
     """
 
-    def __init__(self, fd: int, deadline: float, cpu: Any = None) -> None:
-        self.fd, self.deadline, self.cpu = fd, deadline, cpu
+    def __init__(self, fd: int, deadline: float, cpu: Any = None, cpu_budget: float | None = None) -> None:
+        self.fd, self.deadline, self.cpu, self.cpu_budget = fd, deadline, cpu, cpu_budget
         self.trickling = False
         self.used, self.progress_at = (cpu() if cpu else 0.0), time.monotonic()
+        self.started = self.used
 
     def read(self, size: int) -> bytes:
         if self.trickling:
@@ -69,6 +70,8 @@ class _DeadlineReader:
                 raise TimeoutError
             if self.cpu is not None:
                 used = self.cpu()
+                if self.cpu_budget is not None and used - self.started > self.cpu_budget:
+                    raise TimeoutError
                 if used > self.used + IDLE_CPU_S:
                     self.used, self.progress_at = used, now
                 elif now - self.progress_at > IDLE_LIMIT_S:
@@ -79,6 +82,7 @@ class _DeadlineReader:
         return chunk
 
 
+LOAD_WALL_FACTOR = 5  # the load's wall-clock backstop, in multiples of its CPU budget
 MAX_TIMEOUTS = 2  # a function that timed out in this many checks is not run again in this submission
 IDLE_LIMIT_S = 20.0  # no CPU used for this long while the grader waits: the worker is blocked, not slow
 IDLE_CPU_S = 0.02  # less CPU than this in a poll is no progress
@@ -169,16 +173,18 @@ class Worker:
             self.prestart()
         # the deadline starts when the grader starts waiting, not when the worker was prestarted: time the
         # trusted side spent on other work meanwhile is not the notebook's
-        deadline, self._load_pending = time.monotonic() + self.load_timeout, False
+        # and loading is limited in the worker's own CPU-seconds (load_timeout), with a wall-clock backstop several
+        # times longer that a busy machine never reaches (a sleeping load is stopped sooner, as blocked)
+        deadline, self._load_pending = time.monotonic() + LOAD_WALL_FACTOR * self.load_timeout, False
         try:
             self.loaded = self._exchange(self._load_message(), deadline, LOADING, send=False)
         except CheckBlocked as error:
             self._broken = error.message
             raise WorkerCrashed(self._broken) from None
         except CheckTimeout:
-            self._broken = t("ノートブックの定義の読み込みに {seconds:.0f} 秒以上かかりました（クラス定義の直下のコードや"
+            self._broken = t("ノートブックの定義の読み込みに CPU 時間で {seconds:.0f} 秒以上かかりました（クラス定義の直下のコードや"
                              "引数の既定値が終わらないのではありませんか？）",
-                             "loading the notebook's definitions took over {seconds:.0f} s "
+                             "loading the notebook's definitions took over {seconds:.0f} CPU-seconds "
                              "(code at the top level of a class or a default argument that never ends?)",
                              seconds=self.load_timeout)
             raise WorkerCrashed(self._broken) from None
@@ -249,7 +255,8 @@ class Worker:
                 send_message(self.process.stdin, message)
             if not answer:
                 return None
-            reply = receive(_DeadlineReader(self.process.stdout.fileno(), deadline, self._cpu_seconds))
+            budget = self.load_timeout if message.get("op") == "load" else None  # loading: CPU-seconds
+            reply = receive(_DeadlineReader(self.process.stdout.fileno(), deadline, self._cpu_seconds, budget))
             if time.monotonic() > deadline:  # decoding is bounded by the protocol's caps; still, no free time
                 raise TimeoutError
         except Blocked:

@@ -571,12 +571,17 @@ def test_raw_frames_cost_only_the_check(attacker, kind):
 
 # -- 4. the training checks -------------------------------------------------------------------------
 def test_models_that_peek_at_the_held_out_images_fail(graded):
-    """Decoders that ignore z and replay what forward parked on them fail all three training questions."""
+    """Decoders that ignore z and replay what forward parked on them fail both conv training questions; the
+    peeker's own VAE is never trained (vae_training trains the template's VAE, which passes with the reference's
+    reparameterize that this notebook keeps)."""
     results, _ = _results(graded, "peeking")
     checks = _checks(results["peeker"])
     scored = {name: test for name, test in checks.items() if "within" in test["name"] or "score" in test["name"]}
     assert len(scored) == 3, sorted(checks)
     for name, test in scored.items():
+        if name.startswith("vae_training"):
+            assert test["status"] == "passed", (name, test["output"])
+            continue
         assert test["status"] == "failed" and test["score"] == 0, (name, test)
         assert "ignores z" in test["output"], (name, test["output"])
 
