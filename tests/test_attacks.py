@@ -593,7 +593,7 @@ def test_a_patched_training_loop_earns_nothing(graded):
     assert len(checks) == 1, sorted(checks)
     (test,) = checks.values()
     assert test["status"] == "failed" and test["score"] == 0, test
-    assert "the limit is" in test["output"] or "ignores z" in test["output"], test
+    assert any(words in test["output"] for words in ("the limit is", "ignores z", "not smooth in z")), test
 
 
 # -- 5. concurrent hostile submissions ------------------------------------------------------------------------
