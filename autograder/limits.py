@@ -632,11 +632,6 @@ class WorkerGroup:
         name = "memory.current" if self.mechanism == "cgroup2" else "memory.usage_in_bytes"
         return _number(self._file("memory", name) or "")
 
-    def cpu_seconds(self, root: int) -> float:
-        """CPU seconds used so far by the process ``root`` and everything it started (the worker's own use, in
-        every mode: read from ``/proc``, so the same with a cgroup or rlimits)."""
-        return process_tree_cpu_seconds(root)
-
     def pids(self) -> list[int]:
         """The processes now in the group (any hierarchy); empty in rlimit mode."""
         found: set[int] = set()
