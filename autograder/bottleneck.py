@@ -38,7 +38,7 @@ from autograder.latents import crossing
 from autograder.oracle import expect, tensor
 
 LATENT_DIM = 2
-STEP_TIMEOUT_S = 60.0
+STEP_CPU_S = 60.0  # CPU-seconds for encoding or decoding 2,000 images
 MAX_PARAMETERS = 8_000_000  # the reference conv models have about 0.4 M; the frame cap allows 16 M float32
 
 
@@ -100,7 +100,7 @@ def decode_prior(student: Worker, budget: dict, device: str, trained: dict, seed
 def _decode(student: Worker, budget: dict, device: str, trained: dict, z: torch.Tensor, seed: int,
             kwargs: dict | None) -> tuple[dict, Any]:
     """``model.decoder(z)`` of the trained weights in ``student``: (the worker's description, the value)."""
-    decoded = student.request("decode", timeout=STEP_TIMEOUT_S, state=trained["state"], z=z,
+    decoded = student.request("decode", cpu_s=STEP_CPU_S, state=trained["state"], z=z,
                               **_common(budget, device, seed, kwargs))
     if not isinstance(decoded, dict):
         return {}, None
@@ -120,7 +120,7 @@ def train_step(worker: Worker, budget: dict, device: str, seed: int = config.GRA
                kwargs: dict | None = None) -> dict:
     """Train the budget's model in ``worker``; returns ``{"history", "state"}`` after checking both."""
     model = budget["model"]
-    trained = worker.request("train", timeout=budget["timeout_s"], **_common(budget, device, seed, kwargs),
+    trained = worker.request("train", cpu_s=budget["cpu_s"], **_common(budget, device, seed, kwargs),
                              trusted=list(budget.get("trusted", [])), **config.train_arguments(budget))
     expect(isinstance(trained, dict) and isinstance(trained.get("state"), dict),
            t("{model} の学習後に重みが返されませんでした", "{model} returned no weights", model=model))
@@ -143,7 +143,7 @@ def encode_step(encoder: Worker, budget: dict, device: str, trained: dict, x_eva
                 seed: int = config.GRADING_SEED, kwargs: dict | None = None) -> dict:
     """The latents of ``x_eval`` under the trained weights: ``{"info", "latents"}`` (checked)."""
     kind, model, n = budget["kind"], budget["model"], len(x_eval)
-    answer = encoder.request("encode", timeout=STEP_TIMEOUT_S, kind=kind, state=trained["state"], x=x_eval,
+    answer = encoder.request("encode", cpu_s=STEP_CPU_S, kind=kind, state=trained["state"], x=x_eval,
                              stand_in=list(budget.get("trusted", [])), **_common(budget, device, seed, kwargs))
     names = ["encoded"] if kind == "ae" else ["mu", "logvar"]
     parts = answer.get("latents") if isinstance(answer, dict) else None
@@ -239,11 +239,11 @@ def pins(questions: list[str]) -> dict[str, str]:
 
 
 def training_costs(questions: list[str], device: str) -> dict[str, float]:
-    """The expected cost of each question's training: the reference's calibrated seconds on ``device``, or
+    """The expected cost of each question's training: the reference's calibrated CPU-seconds on ``device``, or
     (without them for every question) the number of images the budget trains on."""
     budgets = {q: config.training_budget(q) for q in questions}
     try:
-        recorded = {q: config.calibration(device)["questions"][q].get("train_seconds_mean") for q in questions}
+        recorded = {q: config.calibration(device)["questions"][q].get("cpu_seconds_mean") for q in questions}
     except (config.StaleCalibration, KeyError):
         recorded = {}
     if recorded and all(isinstance(v, (int, float)) and v > 0 for v in recorded.values()):

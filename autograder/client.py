@@ -27,8 +27,9 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from autograder.budget import ARRIVING_GRACE_S, CHECK_CPU_S, IDLE_CPU_S, IDLE_WINDOW_S, POLL_S, CpuAccount, backstop_s
 from autograder.failures import CheckBlocked, CheckTimeout, StudentError, StudentText, WorkerCrashed
 from autograder.i18n import Message, as_message, t
 from autograder.limits import WorkerGroup, process_tree_cpu_seconds
@@ -40,55 +41,99 @@ TYPE_NAME_CHARS = 40
 LOADING = t("ノートブックの定義の読み込み", "loading the notebook's definitions")  # what the worker was doing
 
 
-class Blocked(TimeoutError):
-    """The worker used no CPU for :data:`IDLE_LIMIT_S` while the grader waited: a sleep, a lock, or input."""
+class _Stopped(TimeoutError):
+    """A limit of :mod:`autograder.budget` passed while the grader waited for an answer."""
+
+    def __init__(self, waited: float, used: float, limit: float) -> None:
+        super().__init__()
+        self.waited, self.used, self.limit = waited, used, limit
 
 
-class _DeadlineReader:
-    """A file-like reader over a pipe that raises TimeoutError once ``deadline`` has passed, and :class:`Blocked`
-    as soon as the worker (``cpu``: its CPU seconds so far) has used no CPU for :data:`IDLE_LIMIT_S`: code that
-    sleeps or waits cannot hold the grader for a whole deadline, and a busy machine, which slows a computing
-    worker but never stops it, is not taken for one. Data that has arrived is read even after the deadline.
+class Blocked(_Stopped):
+    """The worker used almost no CPU for :data:`~autograder.budget.IDLE_WINDOW_S`: a sleep, a lock, or input."""
+
+
+class Backstop(_Stopped):
+    """The wall-clock backstop passed (:func:`~autograder.budget.backstop_s` of the CPU budget)."""
+
+
+class OverBudget(_Stopped):
+    """The request used its CPU budget."""
+
+
+class AccountSpent(_Stopped):
+    """The submission's :class:`~autograder.budget.CpuAccount` is empty."""
+
+
+class _BudgetReader:
+    """A file-like reader over a worker's answer pipe that stops waiting when a limit of :mod:`autograder.budget`
+    passes: the request's CPU budget (``limit``; the worker's CPU-seconds come from ``cpu``, counted from
+    ``started``), the submission's account (``account_left``), the blocked window, and the wall-clock backstop.
+    A busy machine slows a computing worker but never stops it, so it reaches none of them.
+
+    An answer that has begun to arrive when a limit passes is still read, for at most
+    :data:`~autograder.budget.ARRIVING_GRACE_S` more: the worker finished in time and is writing.
 
     A worker that writes its answer a byte at a time would otherwise wake this process once per byte (1.4 CPU-s
     for 2 MB, measured): after a read that returned less than was asked and under :data:`TRICKLE_BYTES`, the next
     read first waits :data:`TRICKLE_PAUSE_S`, so a trickle costs at most about a thousand reads a second.
     """
 
-    def __init__(self, fd: int, deadline: float, cpu: Any = None, cpu_budget: float | None = None) -> None:
-        self.fd, self.deadline, self.cpu, self.cpu_budget = fd, deadline, cpu, cpu_budget
-        self.trickling = False
-        self.used, self.progress_at = (cpu() if cpu else 0.0), time.monotonic()
-        self.started = self.used
+    def __init__(self, fd: int, cpu: Callable[[], float], started: float, limit: float,
+                 account_left: float = float("inf")) -> None:
+        self.fd, self.cpu, self.started = fd, cpu, started
+        self.limit, self.account_left = limit, account_left
+        self.began = time.monotonic()
+        self.wall_deadline = self.began + backstop_s(limit)
+        self.window_at, self.window_used = self.began, 0.0
+        self.checked_at, self.received, self.trickling = self.began, 0, False
+        self.stop: tuple[float, _Stopped] | None = None
+        self.seen = 0.0
+
+    def used(self) -> float:
+        """CPU-seconds the worker used since ``started`` (the most seen: a worker that died reads as 0 once reaped)."""
+        self.seen = max(self.seen, self.cpu() - self.started)
+        return self.seen
+
+    def _over(self, now: float) -> _Stopped | None:
+        used = self.used()
+        stopped = (now - self.began, used, self.limit)
+        if used > self.account_left:
+            return AccountSpent(*stopped)
+        if used > self.limit:
+            return OverBudget(*stopped)
+        if now >= self.wall_deadline:
+            return Backstop(*stopped)
+        if now - self.window_at >= IDLE_WINDOW_S:
+            if used - self.window_used < IDLE_CPU_S:
+                return Blocked(*stopped)
+            self.window_at, self.window_used = now, used
+        return None
 
     def read(self, size: int) -> bytes:
         if self.trickling:
             time.sleep(TRICKLE_PAUSE_S)
-        while not select.select([self.fd], [], [], 0)[0]:
+        while True:
+            ready = bool(select.select([self.fd], [], [], 0)[0])
             now = time.monotonic()
-            if now >= self.deadline:
-                raise TimeoutError
-            if self.cpu is not None:
-                used = self.cpu()
-                if self.cpu_budget is not None and used - self.started > self.cpu_budget:
-                    raise TimeoutError
-                if used > self.used + IDLE_CPU_S:
-                    self.used, self.progress_at = used, now
-                elif now - self.progress_at > IDLE_LIMIT_S:
-                    raise Blocked
-            select.select([self.fd], [], [], min(self.deadline - now, POLL_S))
+            if self.stop is None and (not ready or now - self.checked_at >= POLL_S):
+                self.checked_at = now
+                over = self._over(now)
+                self.stop = (now, over) if over else None
+            if self.stop is not None and (now - self.stop[0] > ARRIVING_GRACE_S or not (ready or self.received)):
+                raise self.stop[1]
+            if ready:
+                break
+            select.select([self.fd], [], [], POLL_S)
         chunk = os.read(self.fd, min(size, 1 << 20))
+        self.received += len(chunk)
         self.trickling = len(chunk) < min(size, TRICKLE_BYTES)
         return chunk
 
 
-LOAD_WALL_FACTOR = 5  # the load's wall-clock backstop, in multiples of its CPU budget
-MAX_TIMEOUTS = 2  # a function that timed out in this many checks is not run again in this submission
-IDLE_LIMIT_S = 20.0  # no CPU used for this long while the grader waits: the worker is blocked, not slow
-IDLE_CPU_S = 0.02  # less CPU than this in a poll is no progress
-POLL_S = 1.0  # how often the worker's CPU use is read while waiting
 TRICKLE_BYTES = 4096  # a read shorter than this (and than asked) means the worker is writing slowly
 TRICKLE_PAUSE_S = 0.001  # then let its bytes gather before the next read
+MAX_TIMEOUTS = 2  # a function that timed out in this many checks is not run again in this submission
 
 
 class _Drain:
@@ -130,11 +175,14 @@ class Worker:
     """One student's definitions, loaded in a sandboxed process of one role (see ``sandbox.ROLE_FILES``)."""
 
     def __init__(self, cells: list[tuple[str, str]], runtime: Runtime, config: SandboxConfig, log_path: Path,
-                 load_timeout: float = 60.0, text: StudentText | None = None) -> None:
+                 load_cpu_s: float = 60.0, text: StudentText | None = None,
+                 account: CpuAccount | None = None) -> None:
         self.cells, self.runtime, self.config, self.log_path = cells, runtime, config, log_path
         self.silenced = False  # set by the first request that carries held-out images (HELD_OUT_OPS)
         self.timeouts: dict[str, int] = {}  # function name -> checks it timed out in
-        self.load_timeout = load_timeout
+        self.load_cpu_s = load_cpu_s
+        self.account = account if account is not None else CpuAccount(float("inf"))
+        self.cpu_by_request: dict[str, float] = {}  # "op:name" -> CPU-seconds its requests used (for the log)
         self.text = text if text is not None else StudentText()
         self.process: subprocess.Popen | None = None
         self.group: WorkerGroup | None = None
@@ -163,7 +211,7 @@ class Worker:
             self.process, self.group = start_worker(self.runtime, self.config)
             self._drain = _Drain(self.process.stderr, self.log_path)
             self._load_pending = True
-            self._exchange(self._load_message(), time.monotonic() + self.load_timeout, LOADING, answer=False)
+            self._exchange(self._load_message(), self.load_cpu_s, LOADING, answer=False)
 
     def _load_message(self) -> dict:
         return {"op": "load", "cells": [list(c) for c in self.cells]}
@@ -171,22 +219,14 @@ class Worker:
     def _start(self) -> None:
         if self.process is None:
             self.prestart()
-        # the deadline starts when the grader starts waiting, not when the worker was prestarted: time the
-        # trusted side spent on other work meanwhile is not the notebook's
-        # and loading is limited in the worker's own CPU-seconds (load_timeout), with a wall-clock backstop several
-        # times longer that a busy machine never reaches (a sleeping load is stopped sooner, as blocked)
-        deadline, self._load_pending = time.monotonic() + LOAD_WALL_FACTOR * self.load_timeout, False
+        # loading is limited in the worker's own CPU-seconds from its start (a prestarted worker's included), and
+        # the wall-clock limits start when the grader starts waiting: time the trusted side spent on other work
+        # meanwhile is not the notebook's
+        self._load_pending = False
         try:
-            self.loaded = self._exchange(self._load_message(), deadline, LOADING, send=False)
-        except CheckBlocked as error:
+            self.loaded = self._exchange(self._load_message(), self.load_cpu_s, LOADING, send=False)
+        except CheckTimeout as error:  # its message says which limit (CPU, blocked, the submission's account)
             self._broken = error.message
-            raise WorkerCrashed(self._broken) from None
-        except CheckTimeout:
-            self._broken = t("ノートブックの定義の読み込みに CPU 時間で {seconds:.0f} 秒以上かかりました（クラス定義の直下のコードや"
-                             "引数の既定値が終わらないのではありませんか？）",
-                             "loading the notebook's definitions took over {seconds:.0f} CPU-seconds "
-                             "(code at the top level of a class or a default argument that never ends?)",
-                             seconds=self.load_timeout)
             raise WorkerCrashed(self._broken) from None
         except (WorkerCrashed, StudentError) as error:
             self._broken = t("ノートブックの定義の読み込みに失敗しました：{error}",
@@ -245,33 +285,31 @@ class Worker:
                  tail=self.text.take(tail)) if tail else text
 
     # -- requests ---------------------------------------------------------------------------
-    def _exchange(self, message: dict, deadline: float, during: Message, *, send: bool = True,
+    def _exchange(self, message: dict, cpu_s: float, during: Message, *, send: bool = True,
                   answer: bool = True) -> Any:
-        """Send ``message`` and/or read its answer before ``deadline`` (time.monotonic())."""
-        allowed = self.load_timeout if message.get("op") == "load" else deadline - time.monotonic()
+        """Send ``message`` and/or read its answer within ``cpu_s`` of the worker's CPU-seconds (a load's are
+        counted from the worker's start) and the other limits of :mod:`autograder.budget`; the CPU it used is
+        charged to the submission's account."""
         assert self.process is not None and self.process.stdin and self.process.stdout
+        loading = message.get("op") == "load"
         try:
             if send:
                 send_message(self.process.stdin, message)
             if not answer:
                 return None
-            budget = self.load_timeout if message.get("op") == "load" else None  # loading: CPU-seconds
-            reply = receive(_DeadlineReader(self.process.stdout.fileno(), deadline, self._cpu_seconds, budget))
-            if time.monotonic() > deadline:  # decoding is bounded by the protocol's caps; still, no free time
-                raise TimeoutError
-        except Blocked:
+            reader = _BudgetReader(self.process.stdout.fileno(), self._cpu_seconds,
+                                   0.0 if loading else self._cpu_seconds(), cpu_s, self.account.remaining())
+            try:
+                reply = receive(reader)
+            finally:
+                used = reader.used()
+                self.account.charge(used)
+                key = f"{message.get('op')}:{message.get('args', {}).get('name', '')}"
+                self.cpu_by_request[key] = round(self.cpu_by_request.get(key, 0.0) + used, 2)
+        except _Stopped as stopped:
             self.close()
             self._count_timeout(message)
-            raise CheckBlocked(t("{during}中、{seconds:.0f} 秒間 CPU をまったく使わずに止まっていました（入力待ち、sleep、"
-                                 "ロックの待ち合わせではありませんか？）",
-                                 "waited {seconds:.0f} s while {during} without the code using the CPU: blocked on "
-                                 "input, a sleep or a lock?", seconds=IDLE_LIMIT_S, during=during)) from None
-        except TimeoutError:
-            self.close()
-            self._count_timeout(message)
-            raise CheckTimeout(t("{during}中、{seconds:.3g} 秒以内に応答がありませんでした（無限ループになっていませんか？）",
-                                 "no answer within {seconds:.3g} s while {during} (an endless loop?)",
-                                 seconds=allowed, during=during)) from None
+            raise self._stopped_failure(stopped, during, loading) from None
         except (TypeError, ValueError) as error:  # the request itself is over the protocol's caps
             self.close()
             raise WorkerCrashed(t("採点側が{during}の要求を送れませんでした（{error}）",
@@ -300,6 +338,27 @@ class Worker:
                                said, self.text.take(reply.get("where", "")))
         return _clip_type_names(reply.get("value"))
 
+    def _stopped_failure(self, stopped: _Stopped, during: Message, loading: bool) -> CheckTimeout:
+        """The feedback for a request stopped by a limit: each limit names its likely cause."""
+        if isinstance(stopped, AccountSpent):
+            return CheckTimeout(self.account.spent_message())
+        if isinstance(stopped, OverBudget) and loading:
+            return CheckTimeout(t("ノートブックの定義の読み込みに CPU 時間で {seconds:.0f} 秒以上かかりました（クラス定義の直下の"
+                                  "コードや引数の既定値が終わらないのではありませんか？）",
+                                  "loading the notebook's definitions took over {seconds:.0f} CPU-seconds "
+                                  "(code at the top level of a class or a default argument that never ends?)",
+                                  seconds=stopped.limit))
+        if isinstance(stopped, OverBudget):
+            return CheckTimeout(t("{during}中、CPU 時間で {seconds:.3g} 秒以内に応答がありませんでした（無限ループになって"
+                                  "いませんか？）",
+                                  "no answer within {seconds:.3g} CPU-seconds while {during} (an endless loop?)",
+                                  seconds=stopped.limit, during=during))
+        return CheckBlocked(t("{during}中、{waited:.0f} 秒待ちましたが、その間に CPU を {used:.1f} 秒しか使っていません"
+                              "（入力待ち、sleep、ロックの待ち合わせではありませんか？）",
+                              "waited {waited:.0f} s while {during}, in which the code used only {used:.1f} "
+                              "CPU-seconds: blocked on input, a sleep or a lock?",
+                              waited=stopped.waited, used=stopped.used, during=during))
+
     def failed_cells(self) -> list[list[str]]:
         """The cells whose definitions raised while loading: [label, reason] (reason budgeted)."""
         failed = (self.loaded or {}).get("failed", [])
@@ -308,10 +367,11 @@ class Worker:
         return [[self.text.take(str(item[0])[:TYPE_NAME_CHARS]), self.text.take(item[1])]
                 for item in failed[:50] if isinstance(item, list) and len(item) == 2]
 
-    def request(self, op: str, timeout: float = 30.0, **args: Any) -> Any:
-        """Run probe ``op`` with ``args`` in the worker and return its plain-data answer (thread-safe)."""
+    def request(self, op: str, cpu_s: float = CHECK_CPU_S, **args: Any) -> Any:
+        """Run probe ``op`` with ``args`` in the worker, within ``cpu_s`` of its CPU-seconds, and return its
+        plain-data answer (thread-safe)."""
         with self._lock:
-            return self._request(op, timeout, args)
+            return self._request(op, cpu_s, args)
 
     def _cpu_seconds(self) -> float:
         """The worker's CPU seconds so far (0 once it is gone)."""
@@ -322,9 +382,11 @@ class Worker:
         if name is not None:
             self.timeouts[name] = self.timeouts.get(name, 0) + 1
 
-    def _request(self, op: str, timeout: float, args: dict[str, Any]) -> Any:
+    def _request(self, op: str, cpu_s: float, args: dict[str, Any]) -> Any:
         if self._broken:
             raise WorkerCrashed(self._broken)
+        if self.account.remaining() <= 0:
+            raise CheckTimeout(self.account.spent_message())
         name = args.get("name")
         if self.timeouts.get(name, 0) >= MAX_TIMEOUTS:  # an endless function costs two deadlines, not one a check
             raise CheckTimeout(t("{name} は前のチェックで {count} 回、時間内に終わりませんでした。残りのチェックでは"
@@ -338,7 +400,7 @@ class Worker:
             self._start()
         self.silenced = self.silenced or (op in HELD_OUT_OPS and self.runtime.role == "encoder")
         running = t("{name} の実行", "running {name}", name=args.get("name", op))
-        return self._exchange({"op": op, "args": args}, time.monotonic() + timeout, running)
+        return self._exchange({"op": op, "args": args}, cpu_s, running)
 
 
 def _clip_type_names(value: Any) -> Any:

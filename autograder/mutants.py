@@ -1121,7 +1121,7 @@ class BehaviourProbe:
         with Worker(cells, self.runtime, self.sandbox, self.workdir / "probe-worker.log") as worker:
             for label, op, args, timeout in _probe_requests(group):
                 try:
-                    results[label] = worker.request(op, timeout=timeout, **args)
+                    results[label] = worker.request(op, cpu_s=timeout, **args)
                 except GradingFailure as failure:
                     results[label] = {"failed": str(failure)[:200]}
         return results

@@ -98,6 +98,7 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
         "worker_starts": context.worker_starts,
         "pictures": context.pictures,
         "training_seconds": context.training_seconds,
+        "worker_cpu": context.worker_cpu(),
     }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typing import Any
 
+from autograder.budget import SUBMISSION_FACTOR, CpuAccount
 from autograder.client import Worker
 from autograder.extract import extract_cells
 from autograder.failures import StudentText
@@ -34,6 +35,13 @@ class Context:
     pictures: list[dict] = field(default_factory=list)  # for the feedback page (conftest's ``pictures`` fixture)
     training_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # question -> step -> seconds
     plan: Any = None  # the TrainingPlan of the selected training questions, started once they are collected
+    account: CpuAccount | None = None  # what the workers may spend together (budget.py); from the calibration
+
+    def __post_init__(self) -> None:
+        if self.account is None:
+            from autograder import config
+
+            self.account = CpuAccount(SUBMISSION_FACTOR * config.reference_cpu_s(self.sandbox.device))
 
     def worker(self, role: str) -> Worker:
         """The submission's worker of ``role``: ``functions``, ``student`` or ``encoder`` (see the graders' conftest).
@@ -42,10 +50,14 @@ class Context:
         side passes between them."""
         if role not in self.workers:
             worker = Worker(self.cells, self.runtimes[role], self.sandbox, self.log_dir / f"worker-{role}.log",
-                            text=self.text)
+                            text=self.text, account=self.account)
             worker.broken = self.notebook_error
             self.workers[role] = worker
         return self.workers[role]
+
+    def worker_cpu(self) -> dict[str, dict[str, float]]:
+        """Role -> "op:name" -> the CPU-seconds its worker's requests used (loads included)."""
+        return {role: dict(worker.cpu_by_request) for role, worker in self.workers.items()}
 
     def pytest_collection_modifyitems(self, session: Any, config: Any, items: list) -> None:
         """A check that would count towards no question stops the run before any check (see rubric.py)."""

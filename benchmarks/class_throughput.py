@@ -69,7 +69,7 @@ def sandbox_start_seconds(device: str, repeats: int = 3) -> float:
         for _ in range(repeats):
             started = time.perf_counter()
             worker = Worker([], runtime, SandboxConfig(device=device, data=data), Path(tmp) / "worker.log")
-            worker.request("environment", timeout=120)
+            worker.request("environment", cpu_s=120)
             times.append(time.perf_counter() - started)
             worker.close()
     return statistics.median(times)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         from autograder import config
 
         per = (cpu_after - cpu_before) / args.n
-        trainings = sum(q.get("train_seconds_mean", 0.0) for q in config.calibration(args.device)["questions"].values())
+        trainings = sum(q.get("cpu_seconds_mean", 0.0) for q in config.calibration(args.device)["questions"].values())
         print(f"  CPU: {per:.1f} CPU-s per submission, machine-wide (the reference's three trainings alone: "
               f"{trainings:.1f} CPU-s); ceiling on this machine: {60 * (os.cpu_count() or 1) / per:.2f} submissions/min")
     print("  training pipeline (two lanes at once; each step's own seconds):")

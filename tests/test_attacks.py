@@ -214,7 +214,7 @@ def attacker(runtime: Path, train_data: Path, conftest_digest: str,
 
 
 def _call(worker: Worker, name: str, *args, timeout: float = 60.0):
-    return worker.request("call", name=name, args=list(args), timeout=timeout)["value"]
+    return worker.request("call", name=name, args=list(args), cpu_s=timeout)["value"]
 
 
 # -- notebooks graded by the real engine (started early: they run while the worker tests run) -----------

@@ -36,7 +36,7 @@ from PIL import Image
 from safetensors.torch import save
 
 from autograder import engine, figures, policy, similarity
-from autograder.client import _clip_type_names, _DeadlineReader
+from autograder.client import _BudgetReader, _clip_type_names
 from autograder.extract import MAX_CELL_CHARS, MAX_CODE_CHARS, extract_cells
 from autograder.failures import CheckFailed, StudentText
 from autograder.graders import test_cluster_plots as cluster_grader
@@ -259,7 +259,7 @@ def receive_through_a_pipe(frame: bytes, chunk: int = 1 << 16) -> tuple[float, o
 
     writer = threading.Thread(target=write)
     writer.start()
-    reader = _DeadlineReader(read_end, time.monotonic() + 60)
+    reader = _BudgetReader(read_end, lambda: 0.0, 0.0, 60.0)  # no worker: only the wall-clock limits apply
     reads = 0
     original = reader.read
 

@@ -45,11 +45,11 @@ def workers(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _call(worker: Worker, name: str, *args):
-    return worker.request("call", name=name, args=list(args), timeout=120)["value"]
+    return worker.request("call", name=name, args=list(args), cpu_s=120)["value"]
 
 
 def test_the_sandbox_sees_the_gpu(workers):
-    assert workers[0].request("environment", timeout=120)["cuda"] is True, \
+    assert workers[0].request("environment", cpu_s=120)["cuda"] is True, \
         "torch in the sandbox sees no CUDA device: are /dev/nvidia* and the driver's libraries bound in?"
     assert _call(workers[0], "on_gpu", 512) == 0.0
 

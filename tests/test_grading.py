@@ -149,7 +149,7 @@ def test_training_is_bitwise_reproducible(tmp_path, train_data):
     states = []
     for attempt in range(2):
         with Worker(cells, runtime, SandboxConfig(data=train_data), tmp_path / f"log{attempt}") as worker:
-            answer = worker.request("train", timeout=120, name="VAE", kind="vae", dataset="mnist", n_train=4000,
+            answer = worker.request("train", cpu_s=120, name="VAE", kind="vae", dataset="mnist", n_train=4000,
                                     epochs=1, batch_size=128, lr=1e-3, seed=7)
             states.append(answer["state"])
     assert states[0].keys() == states[1].keys() and len(states[0]) >= 6
@@ -184,7 +184,7 @@ def test_reference_passes_training_checks_under_unseen_seeds(tmp_path, train_dat
         try:
             for seed in seeds[index::2]:
                 for qid, budget in budgets.items():
-                    slow = {**budget, "timeout_s": 600}
+                    slow = {**budget, "cpu_s": 600}
                     x_eval = held_out_images(budget["dataset"], budget["n_eval"])
                     trained = train_encode_decode(*workers, slow, "cpu", x_eval, seed=seed)
                     value = held_out_score(budget["kind"], trained.images, trained.latents, x_eval, budget["model"])
@@ -280,7 +280,7 @@ def test_each_device_uses_its_own_calibration(tmp_path, monkeypatch):
 def test_trainings_are_split_so_both_workers_stay_busy():
     """Longest first, each to the less loaded worker; the same split every run (a reproducible grade)."""
     costs = training_costs(["vae_training", "conv_autoencoder", "conv_vae"], "cpu")
-    assert costs == {q: config.calibration()["questions"][q]["train_seconds_mean"] for q in costs}
+    assert costs == {q: config.calibration()["questions"][q]["cpu_seconds_mean"] for q in costs}
     lanes = split_lanes(costs)
     load = {lane: sum(c for q, c in costs.items() if lanes[q] == lane) for lane in ("encoder", "student")}
     assert max(load.values()) <= 0.6 * sum(costs.values())  # the reference's 9.1 s | 11.0 s, not 4.6 s | 15.5 s

@@ -274,7 +274,7 @@ def test_write_submission_uses_the_nbgrader_layout(tmp_path):
     ("kmeans raised NameError: name 'counts' is not defined (at cell `kmeans`, line 14: …). Likely cause: `counts` "
      "is read before any line assigns it: was the line that computes `counts` deleted, misspelt or placed after its "
      "first use?", "explained"),
-    ("no answer within 30 s while running kmeans (an endless loop?)", "crash"),
+    ("no answer within 30 CPU-seconds while running kmeans (an endless loop?)", "crash"),
     ("the worker process died while running kmeans (killed by SIGKILL (out of memory?))", "crash"),
     ("internal grader error (KeyError); please tell the instructor", "internal"),
 ])

@@ -61,7 +61,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _call(worker: Worker, name: str, *args):
-    return worker.request("call", name=name, args=list(args), timeout=60)["value"]
+    return worker.request("call", name=name, args=list(args), cpu_s=60)["value"]
 
 
 def test_worker_runs_as_nobody(worker):
@@ -98,7 +98,7 @@ def test_root_only_files_are_out_of_reach(worker, tmp_path):
 
 def test_the_worker_still_trains(worker):
     """The training split was read before the drop: the grader's loop trains the reference AutoEncoder as usual."""
-    trained = worker.request("train", timeout=120, name="AutoEncoder", kind="ae", dataset="mnist", n_train=256,
+    trained = worker.request("train", cpu_s=120, name="AutoEncoder", kind="ae", dataset="mnist", n_train=256,
                              epochs=1, batch_size=128, lr=1e-3, seed=0)
     assert len(trained["history"]) == 1 and trained["history"][0] > 0
     assert any(key.endswith("weight") for key in trained["state"])

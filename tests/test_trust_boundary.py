@@ -126,7 +126,7 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Worker]:
 
 
 def _call(worker: Worker, name: str, *args):
-    return worker.request("call", name=name, args=list(args), timeout=90)["value"]
+    return worker.request("call", name=name, args=list(args), cpu_s=90)["value"]
 
 
 # -- R2 -------------------------------------------------------------------------------------------------

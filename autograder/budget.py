@@ -1,0 +1,63 @@
+"""What a submission's student code may spend, counted in its workers' own CPU-seconds.
+
+Every request to a worker has a CPU budget: the CPU-seconds its process tree may use before the answer
+(:data:`CHECK_CPU_S` for a probe, questions.toml's ``cpu_s`` for a training). CPU time, not wall time, so
+that a machine running ten other jobs slows a worker without costing it a point: this is how contest
+graders stay fair on shared judges (IOI's ``isolate`` limits CPU time, and wall time separately and
+more loosely). Two wall-clock limits remain for code that waits instead of computing:
+
+* **blocked**: a worker that used less than :data:`IDLE_CPU_S` in :data:`IDLE_WINDOW_S` of waiting is
+  stopped at once (a sleep, input, a lock), however much budget is left;
+* **backstop**: no request waits longer than :func:`backstop_s`: :data:`WALL_FACTOR` times its CPU budget,
+  and at least :data:`MIN_BACKSTOP_S`, which a busy machine does not reach (a worker on a 2-core machine with
+  thirteen busy processes gets about a seventh of a core, measured).
+
+And the whole submission has one account, :class:`CpuAccount`: its workers together may use
+:data:`SUBMISSION_FACTOR` times what the reference solution's workers use (``reference_cpu_s``, measured by
+``make calibrate``). A notebook that loops everywhere is stopped there, with a message that costs only that
+submission. The factor is 3, not 2, so that one bug never reaches it: an endless ``reparameterize`` costs two
+probes (2 × :data:`CHECK_CPU_S`) and the VAE training that calls it (its whole ``cpu_s``), on top of the rest.
+"""
+from __future__ import annotations
+
+import threading
+
+from autograder.i18n import Message, t
+
+CHECK_CPU_S = 15.0  # a probe's CPU budget (the reference's take well under a second; naive Python loops a few)
+WALL_FACTOR = 10.0  # a request's wall-clock backstop, in multiples of its CPU budget ...
+MIN_BACKSTOP_S = 60.0  # ... and at least this many seconds
+IDLE_WINDOW_S = 20.0  # the window in which a waiting worker must use at least ...
+IDLE_CPU_S = 1.0  # ... this many CPU-seconds (5 % of a core), or it is blocked, not slow
+ARRIVING_GRACE_S = 10.0  # an answer that is arriving when a limit passes is read for at most this much longer
+POLL_S = 1.0  # how often a waiting worker's CPU use is read
+SUBMISSION_FACTOR = 3.0  # a submission's workers may use this many times the reference's CPU-seconds
+
+
+def backstop_s(cpu_s: float) -> float:
+    """The longest a request with a budget of ``cpu_s`` CPU-seconds is waited for, in wall-clock seconds."""
+    return max(WALL_FACTOR * cpu_s, MIN_BACKSTOP_S)
+
+
+class CpuAccount:
+    """The CPU-seconds one submission's workers may still use (thread-safe: the trainings run in threads)."""
+
+    def __init__(self, total: float) -> None:
+        self.total, self.spent = total, 0.0
+        self._lock = threading.Lock()
+
+    def charge(self, seconds: float) -> None:
+        with self._lock:
+            self.spent += max(seconds, 0.0)
+
+    def remaining(self) -> float:
+        with self._lock:
+            return self.total - self.spent
+
+    def spent_message(self) -> Message:
+        """Why a request was not run, or was stopped, once the account is empty."""
+        return t("このノートブックは採点用の CPU 時間 {total:.0f} 秒（模範解答の {factor:g} 倍）を使い切りました。"
+                 "残りのチェックは実行していません（時間のかかりすぎる処理や無限ループはありませんか？）",
+                 "this notebook has used up its {total:.0f} CPU-seconds of grading ({factor:g} times the reference "
+                 "solution's); the remaining checks were not run (slow code or an endless loop?)",
+                 total=self.total, factor=SUBMISSION_FACTOR)
