@@ -16,8 +16,9 @@ works as usual, and ``nbgrader export`` gives one CSV whose totals include both.
    outside the course directory (``tools/release.py``).
 2. **The submissions.** Formgrader opens a submission from ``autograded/<student>/<assignment>/``, so a
    database row alone would list the student but show no notebook. Each graded student with a notebook in
-   ``submitted/`` is brought in by ``nbgrader autograde`` itself, with ``--Execute.enabled=False`` (no
-   student code runs: nbgrader only sanitises the notebook, restores the locked cells, copies it to
+   ``submitted/`` is brought in by ``nbgrader autograde`` itself, with ``--Execute.enabled=False`` and
+   ``--SandboxedGrader.enabled=False`` (whichever the course's ``nbgrader_config.py`` uses; nothing is graded
+   and no student code runs: nbgrader only sanitises the notebook, restores the locked cells, copies it to
    ``autograded/`` and creates the student and the submission) and ``--ClearOutput.enabled=False`` (the
    student's own figures stay visible to the graders of the 考察 answers). nbgrader skips submissions
    already autograded and redoes those with a newer ``timestamp.txt`` (a re-collected submission); manual
@@ -28,11 +29,12 @@ works as usual, and ``nbgrader export`` gives one CSV whose totals include both.
    grader's override in formgrader stays on top (and is flagged for review when the autograded score under
    it changes); the ``answer_*`` cells are never touched. A question absent from ``results.json`` (not
    graded, e.g. a ``-k`` run) keeps its previous score; on a submission brought in by this run it has none
-   (``auto_score`` empty, flagged "needs manual grade"): nbgrader's own score for an ``auto_*`` cell, full
-   points for a comment that raised nothing, means nothing.
+   (``auto_score`` empty, flagged "needs manual grade"): the score nbgrader gives an ``auto_*`` cell that
+   nothing graded means nothing.
 
-Re-running updates the scores (idempotent). Never run plain ``nbgrader autograde`` on this course: it would
-give every ``auto_*`` cell full points until the next sync.
+Re-running updates the scores (idempotent). This is the batch path (``make grade`` on many cores, Ray); with the
+course's ``nbgrader_config.py``, ``nbgrader autograde`` grades through the same grader itself
+(:mod:`autograder.nbgrader_autograde`), and both write the same scores.
 """
 from __future__ import annotations
 
@@ -64,10 +66,11 @@ scores of the release's read-only grade cells auto_<question id>, so that formgr
 hand-graded 考察 answers and `nbgrader export` totals both.
 
 Records the release's cells in the gradebook (nbgrader's SaveCells), brings each graded student's
-submitted/ notebook into autograded/ with `nbgrader autograde --Execute.enabled=False` (no student code
-runs; formgrader needs that copy), then sets each auto_* cell's autograded score. Manual scores are never
-changed: a grader's override in formgrader stays on top. A question that DIR has not graded keeps its
-previous score. Rerun after every `make grade`."""
+submitted/ notebook into autograded/ with `nbgrader autograde --Execute.enabled=False
+--SandboxedGrader.enabled=False` (nothing is graded and no student code runs; formgrader needs that copy),
+then sets each auto_* cell's autograded score. Manual scores are never changed: a grader's override in
+formgrader stays on top. A question that DIR has not graded keeps its previous score. Rerun after every
+`make grade`."""
 
 
 class GradebookError(Exception):
@@ -172,7 +175,7 @@ def autograde_commands(course_dir: Path, db: Path, assignment: str, course_id: s
     a comma (nbgrader's exclusion list is comma-separated), one run per student."""
     base = [sys.executable, "-m", "nbgrader", "autograde", assignment, f"--CourseDirectory.root={course_dir}",
             f"--CourseDirectory.db_url=sqlite:///{db}", f"--CourseDirectory.course_id={course_id}",
-            "--Execute.enabled=False", "--ClearOutput.enabled=False"]
+            "--Execute.enabled=False", "--SandboxedGrader.enabled=False", "--ClearOutput.enabled=False"]
     if any("," in name for name in students + others):
         return [base + [f"--CourseDirectory.student_id={glob.escape(s)}"] for s in students]
     return [base + ["--CourseDirectory.student_id=*", f"--CourseDirectory.student_id_exclude={','.join(others)}"]]

@@ -306,6 +306,9 @@ with self_check("reparameterize"):
 # (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
 # Autograded checks of 課題 2.1 (`reparameterize`), graded by the course's autograder (`make grade`).
 # Do not edit this cell.
+if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # nbgrader の Execute で実行されたときだけ
+    raise RuntimeError("nbgrader の Execute ではこの課題を採点できません。コースの nbgrader_config.py のもとで `nbgrader autograde` を実行するか、`make grade` で採点してください。\n"
+                       "nbgrader's Execute cannot grade this lab: run `nbgrader autograde` with the course's nbgrader_config.py, or grade with `make grade`.")
 
 # %% [markdown]
 # ### 課題 2.2 `vae_loss`
@@ -340,6 +343,9 @@ with self_check("vae_loss"):
 # (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
 # Autograded checks of 課題 2.2 (`vae_loss`), graded by the course's autograder (`make grade`).
 # Do not edit this cell.
+if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # nbgrader の Execute で実行されたときだけ
+    raise RuntimeError("nbgrader の Execute ではこの課題を採点できません。コースの nbgrader_config.py のもとで `nbgrader autograde` を実行するか、`make grade` で採点してください。\n"
+                       "nbgrader's Execute cannot grade this lab: run `nbgrader autograde` with the course's nbgrader_config.py, or grade with `make grade`.")
 
 # %% [markdown]
 # VAE 本体は与えられています。大きさは AE と同じで、エンコーダの最後の層が `fc_mu` と `fc_logvar` に分かれています。
@@ -382,6 +388,9 @@ print(f"VAE のテスト損失 (1 サンプルあたりの BCE + KL): {evaluate(
 # このセルは編集しないでください(実行しても何も起きません)。
 # Autograded checks of 課題 2.1 in training (the `VAE` with your `reparameterize`, trained by the grader's loop and
 # scored on test images), graded by the course's autograder (`make grade`). Do not edit this cell.
+if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # nbgrader の Execute で実行されたときだけ
+    raise RuntimeError("nbgrader の Execute ではこの課題を採点できません。コースの nbgrader_config.py のもとで `nbgrader autograde` を実行するか、`make grade` で採点してください。\n"
+                       "nbgrader's Execute cannot grade this lab: run `nbgrader autograde` with the course's nbgrader_config.py, or grade with `make grade`.")
 
 # %% tags=["figure"] nbgrader={"grade": false, "grade_id": "fig_vae_latent", "locked": true, "schema_version": 3, "solution": false}
 plot_history({"VAE": vae_history}, "BCE + KL per sample")
@@ -475,6 +484,9 @@ with self_check("kmeans"):
 # (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
 # Autograded checks of 課題 1.1 (`kmeans`), graded by the course's autograder (`make grade`).
 # Do not edit this cell.
+if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # nbgrader の Execute で実行されたときだけ
+    raise RuntimeError("nbgrader の Execute ではこの課題を採点できません。コースの nbgrader_config.py のもとで `nbgrader autograde` を実行するか、`make grade` で採点してください。\n"
+                       "nbgrader's Execute cannot grade this lab: run `nbgrader autograde` with the course's nbgrader_config.py, or grade with `make grade`.")
 
 # %% [markdown]
 # ### 課題 1.2 `plot_latent_clusters`
@@ -534,6 +546,9 @@ plt.show()
 # このセルは編集しないでください(実行しても何も起きません)。
 # Autograded checks of 課題 1.2 (`plot_latent_clusters` and the two figures above), graded by the course's
 # autograder (`make grade`). Do not edit this cell.
+if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # nbgrader の Execute で実行されたときだけ
+    raise RuntimeError("nbgrader の Execute ではこの課題を採点できません。コースの nbgrader_config.py のもとで `nbgrader autograde` を実行するか、`make grade` で採点してください。\n"
+                       "nbgrader's Execute cannot grade this lab: run `nbgrader autograde` with the course's nbgrader_config.py, or grade with `make grade`.")
 
 # %% [markdown]
 # クラスタが数字とどれだけ一致しているかを 2 つの指標で測ります。
@@ -644,6 +659,9 @@ with self_check("ConvAutoEncoder"):
 # (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
 # Autograded checks of 課題 2.3 (`ConvAutoEncoder`), graded by the course's autograder (`make grade`).
 # Do not edit this cell.
+if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # nbgrader の Execute で実行されたときだけ
+    raise RuntimeError("nbgrader の Execute ではこの課題を採点できません。コースの nbgrader_config.py のもとで `nbgrader autograde` を実行するか、`make grade` で採点してください。\n"
+                       "nbgrader's Execute cannot grade this lab: run `nbgrader autograde` with the course's nbgrader_config.py, or grade with `make grade`.")
 
 # %% [markdown]
 # ### 課題 2.4 `ConvVAE`
@@ -689,6 +707,9 @@ with self_check("ConvVAE"):
 # (`make grade`) が行い、点数はこのセルに記録されます。このセルは編集しないでください(実行しても何も起きません)。
 # Autograded checks of 課題 2.4 (`ConvVAE`), graded by the course's autograder (`make grade`).
 # Do not edit this cell.
+if os.environ.get("NBGRADER_EXECUTION") == "autograde":  # nbgrader の Execute で実行されたときだけ
+    raise RuntimeError("nbgrader の Execute ではこの課題を採点できません。コースの nbgrader_config.py のもとで `nbgrader autograde` を実行するか、`make grade` で採点してください。\n"
+                       "nbgrader's Execute cannot grade this lab: run `nbgrader autograde` with the course's nbgrader_config.py, or grade with `make grade`.")
 
 # %% [markdown]
 # 畳み込みモデルを MNIST で学習し、潜在空間を第1部・第2部の MLP モデルと比べます。`fit_conv_models` は

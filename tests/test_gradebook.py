@@ -1,7 +1,8 @@
 """``autograder/gradebook.py``: the autograded points in nbgrader's gradebook, beside the 考察 answers.
 
 * the release holds one locked autograded grade cell ``auto_<question id>`` per question of
-  questions.toml, with its points, after its exercise;
+  questions.toml, with its points, after its exercise, that does nothing when a student runs it and scores 0
+  (an error that says how to grade the lab) when nbgrader's own ``Execute`` runs it;
 * end to end in a temporary course directory, with nbgrader's own API and CLI: sync hand-made
   ``results.json`` files, grade a 考察 answer and override an autograded cell by hand (as formgrader
   does), re-sync changed results, re-collect a newer submission, and ``nbgrader export``: every total is
@@ -57,11 +58,31 @@ def test_release_has_one_auto_cell_per_question(assignment_dir: Path):
         meta = _nbgrader_meta(cell)
         assert cell.cell_type == "code" and meta["grade"] and meta["locked"] and not meta["solution"], cell.id
         assert meta.get("checksum") and cell.metadata.get("editable") is False, cell.id
-        assert all(line.startswith("#") for line in cell.source.splitlines()), f"{cell.id} is not only comments"
         assert "make grade" in cell.source and "自動採点" in cell.source and "Do not edit" in cell.source
+        _check_guard(cell)
         assert FOLLOWS[cell.id.removeprefix("auto_")](nb.cells[index - 1]), f"{cell.id} is not after its exercise"
     manual = [c.id for c in nb.cells if _nbgrader_meta(c).get("grade") and _nbgrader_meta(c).get("solution")]
     assert manual == list(ANSWERS)
+
+
+def _check_guard(cell) -> None:
+    """An auto_* cell does nothing when a student runs it (no output, no definition the grader would keep), and
+    raises, Japanese first, how to grade the lab when nbgrader's own Execute runs it (so it scores 0)."""
+    from autograder.extract import extract_cell
+
+    assert extract_cell(cell.source) == "", f"{cell.id} defines something: the grader would keep it"
+    for flag in (None, "validate", "autograde"):
+        env = {} if flag is None else {"NBGRADER_EXECUTION": flag}
+        namespace = {"os": type("os", (), {"environ": env})}
+        if flag != "autograde":
+            exec(compile(cell.source, cell.id, "exec"), namespace)  # a student's run: nothing happens
+            continue
+        with pytest.raises(RuntimeError) as raised:
+            exec(compile(cell.source, cell.id, "exec"), namespace)
+        message = str(raised.value)
+        japanese, english = message.split("\n")
+        assert "採点" in japanese and "nbgrader_config.py" in japanese and "make grade" in japanese, message
+        assert english.isascii() and "nbgrader_config.py" in english and "make grade" in english, message
 
 
 def _scored(points: dict[str, float], checks_per_question: int = 3) -> dict:
@@ -193,7 +214,7 @@ def test_rounded_shares_add_up(tmp_path: Path):
 
 def test_autograde_commands_exclude_the_other_students(tmp_path: Path):
     one = gradebook.autograde_commands(tmp_path, tmp_path / "gradebook.db", ASSIGNMENT, "c", ["a", "b"], ["x", "y"])
-    assert len(one) == 1 and "--Execute.enabled=False" in one[0]
+    assert len(one) == 1 and "--Execute.enabled=False" in one[0] and "--SandboxedGrader.enabled=False" in one[0]
     assert one[0][-2:] == ["--CourseDirectory.student_id=*", "--CourseDirectory.student_id_exclude=x,y"]
     each = gradebook.autograde_commands(tmp_path, tmp_path / "gradebook.db", ASSIGNMENT, "c", ["a", "Doe, J[r]"],
                                         ["x"])

@@ -6,15 +6,23 @@
 * ``test_exchange_roundtrip``: release, fetch, submit, collect, feedback (a hand-made
   feedback.html), fetch_feedback, all as the current user (a few seconds, no accounts);
 * ``test_three_students_end_to_end``: three real accounts (useradd; needs root) fetch, fill in
-  (all solutions / some / none) and submit; the instructor collects, grades with
-  ``python -m autograder grade`` (with ``$DATA_DIR``) and releases the feedback, and every student
-  fetches theirs.  Student-side nbgrader runs as the account under /usr/bin/python3 with this
-  venv's site-packages on PYTHONPATH (the venv's own interpreter may sit in a folder other
+  (all solutions / the MLP and k-means parts with the KL sign of ``vae_loss`` flipped / none) and
+  submit; the instructor collects and grades twice: ``python -m autograder grade`` (``make grade``)
+  and nbgrader's own ``nbgrader autograde`` (``--student`` for one, then the rest) with the course's
+  ``nbgrader_config.py``; every ``auto_*`` score in the gradebook equals grades.csv's; formgrader's
+  Autograde button (``NbGraderAPI.autograde``) regrades a student under a manual override, which
+  stays; ``nbgrader generate_feedback`` names the bug, ``release_feedback`` hands it out and every
+  student fetches theirs.  Student-side nbgrader runs as the account under /usr/bin/python3 with
+  this venv's site-packages on PYTHONPATH (the venv's own interpreter may sit in a folder other
   accounts cannot enter).
+* ``test_without_the_course_config_auto_cells_score_0``: in a course without ``nbgrader_config.py``,
+  plain ``nbgrader autograde`` runs the notebook with nbgrader's ``Execute`` (QUICK=1): every ``auto_*``
+  cell scores 0 with the message that says how to grade the lab, never full points.
 """
 from __future__ import annotations
 
 import csv
+import json
 import os
 import pwd
 import re
@@ -30,7 +38,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tools.course import ASSIGNMENT_ID, NAMED_REGEXP
+from autograder import config
+from tools.course import ASSIGNMENT_ID, NAMED_REGEXP, course_config, register_release
+from tools.make_examples import STUDENTS, apply_substitutions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COURSE_PY = REPO_ROOT / "tools" / "course.py"
@@ -38,7 +48,11 @@ SOLUTION_NB = REPO_ROOT / "solutions" / "autoencoders.ipynb"
 NOTEBOOK = "autoencoders.ipynb"
 COURSE_ID = "ae-vae-lab-test"
 STUDENT_PYTHON = "/usr/bin/python3"
-PARTIAL_CELLS = ("reparameterize", "vae_loss", "kmeans")  # what the partial student fills in
+KL_SIGN = next(student for student in STUDENTS if student.id == "kl_sign")  # the buggy student's mistake
+# What the buggy student fills in: no conv model, so that the grader trains one model for them, not three.
+BUGGY_CELLS = {"reparameterize", "vae_loss", "kmeans", "plot_latent_clusters"}
+KL_SIGN_MESSAGE = ("KL 項の符号が逆です", "the KL term has the wrong sign")  # what the feedback names it
+QUESTIONS = config.questions()
 
 
 def _run(cmd: list[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
@@ -146,6 +160,24 @@ def test_course_cli_errors(tmp_path):
     assert "invalid course id" in fails("--course-id", "a b", "release")
 
 
+def test_release_installs_or_checks_the_course_config(tmp_path):
+    """`release` (and `collect`) write the course's nbgrader_config.py where there is none, keep one that
+    grades with the sandboxed grader, and refuse one that would let nbgrader's Execute grade."""
+    course = tmp_path / "course"
+    course.mkdir()
+    written = course_config(course)
+    assert written.read_bytes() == (REPO_ROOT / "nbgrader_config.py").read_bytes()
+    own = "c = get_config()\nc.Autograde.autograde_preprocessors = ['autograder.nbgrader_autograde.SandboxedGrader']\n"
+    written.write_text(own)
+    assert course_config(course).read_text() == own, "a course's own configuration was replaced"
+    written.write_text("c = get_config()\nc.CourseDirectory.course_id = 'x'\n")
+    proc = subprocess.run([sys.executable, str(COURSE_PY), "--course-dir", str(course), "--exchange",
+                           str(tmp_path / "exchange"), "release"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "does not make `nbgrader autograde` grade with the sandboxed grader" in \
+        proc.stderr, proc.stderr
+    assert not (tmp_path / "exchange").exists(), "released with a configuration that lets Execute grade"
+
+
 # --- exchange round trip, one user --------------------------------------------------------------
 
 def test_exchange_roundtrip(tmp_path, assignment_dir):
@@ -213,7 +245,7 @@ def e2e_dir():
 
 @pytest.fixture
 def students(e2e_dir, request):
-    """Three new accounts good/partial/untouched (names unique per run; removed afterwards)."""
+    """Three new accounts good/buggy/untouched (names unique per run; removed afterwards)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: creates OS accounts (nbgrader takes the student id from the account)")
     missing = [tool for tool in ("useradd", "userdel", "runuser") if shutil.which(tool) is None]
@@ -230,7 +262,7 @@ def students(e2e_dir, request):
     request.addfinalizer(cleanup)
 
     accounts = {}
-    for role in ("good", "partial", "untouched"):
+    for role in ("good", "buggy", "untouched"):
         name = f"ae{tag}{role[:4]}"
         home = e2e_dir / "home" / name
         home.parent.mkdir(exist_ok=True)
@@ -247,15 +279,46 @@ def students(e2e_dir, request):
     return accounts
 
 
-def _totals(grades_csv: Path, names: list[str]) -> dict[str, float]:
-    """Student id → total from grades.csv (the id column: the one holding the names; the total:
-    the column named like 'total')."""
+def _grades_csv(grades_csv: Path) -> dict[str, dict[str, str]]:
+    """Student id -> grades.csv's row."""
     with open(grades_csv, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert rows, f"{grades_csv} has no rows"
-    id_col = next(c for c in rows[0] if {r[c] for r in rows} == set(names))
-    total_col = next(c for c in rows[0] if "total" in c.lower())
-    return {r[id_col]: float(r[total_col]) for r in rows}
+    return {row["student_id"]: row for row in rows}
+
+
+def _auto_scores(course: Path, names: list[str]) -> dict[str, dict[str, float | None]]:
+    """Student id -> question -> the gradebook's autograded score of its auto_* cell."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return {name: {q: gb.find_grade(f"auto_{q}", "autoencoders", ASSIGNMENT_ID, name).auto_score
+                       for q in QUESTIONS} for name in names}
+
+
+def _instructor_env(config_dir: Path) -> dict[str, str]:
+    """The environment of the instructor's commands: this venv's bin first (nbgrader runs `alembic`), an
+    absolute DATA_DIR (tests run with DATA_DIR relative to the repo root), and the empty ``config_dir`` as the
+    user's Jupyter config folder, so that only the course's nbgrader_config.py counts."""
+    config_dir.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    if "DATA_DIR" in env:
+        env["DATA_DIR"] = str(Path(env["DATA_DIR"]).resolve())
+    env["JUPYTER_CONFIG_DIR"] = str(config_dir)
+    return env
+
+
+FORMGRADER_AUTOGRADE = """
+import json, sys
+from nbgrader.apps import NbGrader
+from nbgrader.apps.api import NbGraderAPI
+from nbgrader.coursedir import CourseDirectory
+app = NbGrader()
+app.load_config_file()  # the course's nbgrader_config.py, as formgrader loads it
+api = NbGraderAPI(CourseDirectory(parent=app), parent=app)
+print(json.dumps(api.autograde(sys.argv[1], sys.argv[2])))  # what formgrader's Autograde button calls
+"""
 
 
 def test_three_students_end_to_end(e2e_dir, students):
@@ -263,14 +326,19 @@ def test_three_students_end_to_end(e2e_dir, students):
     course.mkdir()
     student_args = _nbgrader_student_args(exchange)
     _course(course, exchange, "release")
+    assert (course / "nbgrader_config.py").read_bytes() == (REPO_ROOT / "nbgrader_config.py").read_bytes(), \
+        "release did not install the course's nbgrader_config.py"
 
-    fill = {"good": None, "partial": set(PARTIAL_CELLS), "untouched": set()}
     for role, student in students.items():
         student.nbgrader("fetch_assignment", ASSIGNMENT_ID, *student_args)
         notebook = student.home / ASSIGNMENT_ID / NOTEBOOK
         assert notebook.is_file()
-        if fill[role] != set():
-            _fill_in(notebook, fill[role])  # as root, then back to the student
+        if role != "untouched":
+            _fill_in(notebook, None if role == "good" else BUGGY_CELLS)  # as root, then back to the student
+            if role == "buggy":
+                nb = nbformat.read(notebook, as_version=4)
+                apply_substitutions(nb, KL_SIGN)
+                nbformat.write(nb, notebook)
             account = pwd.getpwnam(student.name)
             os.chown(notebook, account.pw_uid, account.pw_gid)
         student.nbgrader("submit", ASSIGNMENT_ID, *student_args)
@@ -281,25 +349,85 @@ def test_three_students_end_to_end(e2e_dir, students):
         assert (course / "submitted" / name / ASSIGNMENT_ID / NOTEBOOK).is_file(), name
     assert sorted(p.name for p in (course / "submitted").iterdir()) == names
 
-    env = dict(os.environ)
-    if "DATA_DIR" in env:  # tests run with DATA_DIR relative to the repo root
-        env["DATA_DIR"] = str(Path(env["DATA_DIR"]).resolve())
-    _run([sys.executable, "-m", "autograder", "grade", str(course / "submitted"),
-          "--out", str(grades)], cwd=REPO_ROOT, env=env, timeout=1200)
-    with open(grades / "grades.csv", newline="", encoding="utf-8") as f:
-        assert sum(1 for _ in csv.DictReader(f)) == 3
-    totals = _totals(grades / "grades.csv", names)
-    good, partial, untouched = (totals[students[r].name] for r in ("good", "partial", "untouched"))
-    assert good > partial > untouched == 0, totals
-    for name in names:
-        assert (grades / name / "results.json").is_file()
+    # the batch path: make grade
+    env = _instructor_env(e2e_dir / "jupyter-config")
+    _run([sys.executable, "-m", "autograder", "grade", str(course / "submitted"), "--out", str(grades)],
+         cwd=REPO_ROOT, env=env, timeout=1200)
+    batch = _grades_csv(grades / "grades.csv")
+    assert sorted(batch) == names, batch
+    good, buggy, untouched = (float(batch[students[r].name]["total"]) for r in ("good", "buggy", "untouched"))
+    assert good > buggy > untouched == 0, batch
+    expected = {name: {q: float(batch[name][q]) for q in QUESTIONS} for name in names}
+    assert expected[students["buggy"].name]["vae_loss"] < expected[students["good"].name]["vae_loss"], batch
 
-    _course(course, exchange, "feedback", "--grades", str(grades))
+    # nbgrader's own commands, in the course directory: one student, then the others
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    first = students["good"].name
+    _run([*nbgrader, "autograde", ASSIGNMENT_ID, "--student", first], cwd=course, env=env, timeout=1200)
+    assert _auto_scores(course, [first]) == {first: expected[first]}, "nbgrader autograde --student"
+    _run([*nbgrader, "autograde", ASSIGNMENT_ID], cwd=course, env=env, timeout=1800)
+    assert _auto_scores(course, names) == expected, \
+        f"nbgrader autograde's auto_* scores differ from make grade's grades.csv ({grades / 'grades.csv'})"
+    assert _grades_csv(course / "grades" / "grades.csv").keys() == batch.keys()  # its record, as make grade's
+
+    # formgrader's Autograde button regrades a student under a manual override: the override stays
+    from nbgrader.api import Gradebook
+
+    name = students["untouched"].name  # the quickest to grade
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        grade = gb.find_grade("auto_vae_loss", "autoencoders", ASSIGNMENT_ID, name)
+        grade.manual_score, grade.needs_manual_grade = 17.0, False
+        gb.db.commit()
+    proc = _run([sys.executable, "-c", FORMGRADER_AUTOGRADE, ASSIGNMENT_ID, name], cwd=course, env=env,
+                timeout=1200)
+    outcome = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert outcome["success"], outcome.get("error") or outcome.get("log")
+    assert _auto_scores(course, [name]) == {name: expected[name]}, "formgrader's Autograde button"
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        grade = gb.find_grade("auto_vae_loss", "autoencoders", ASSIGNMENT_ID, name)
+        assert (grade.manual_score, grade.score, grade.needs_manual_grade) == (17.0, 17.0, True)
+
+    # feedback: nbgrader's own, with each question's checks beside the 考察 answers
+    _run([*nbgrader, "generate_feedback", ASSIGNMENT_ID], cwd=course, env=env, timeout=600)
+    htmls = {n: (course / "feedback" / n / ASSIGNMENT_ID / "autoencoders.html").read_text(encoding="utf-8")
+             for n in names}
+    for message in KL_SIGN_MESSAGE:
+        assert message in htmls[students["buggy"].name], f"the buggy student's feedback does not say {message!r}"
+        assert message not in htmls[students["good"].name], f"the correct student's feedback says {message!r}"
+    untouched_title = f"【自動採点】{QUESTIONS['vae_loss']['title']}: 0 / 20 点"
+    assert untouched_title in htmls[students["untouched"].name], "no autograder feedback for the untouched one"
+    _run([*nbgrader, "release_feedback", ASSIGNMENT_ID, f"--Exchange.root={exchange}",
+          f"--CourseDirectory.course_id={COURSE_ID}"], cwd=course, env=env)
     fetched = {}
     for student in students.values():
         student.nbgrader("fetch_feedback", ASSIGNMENT_ID, *student_args)
-        htmls = list((student.home / ASSIGNMENT_ID / "feedback").glob("*/autoencoders.html"))
-        assert len(htmls) == 1, htmls
-        assert htmls[0].read_bytes() == (grades / student.name / "feedback.html").read_bytes()
-        fetched[student.name] = htmls[0].read_bytes()
+        found = list((student.home / ASSIGNMENT_ID / "feedback").glob("*/autoencoders.html"))
+        assert len(found) == 1, found
+        assert found[0].read_text(encoding="utf-8") == htmls[student.name]
+        fetched[student.name] = found[0].read_bytes()
     assert len(set(fetched.values())) == 3, "every student got the same feedback"
+
+
+def test_without_the_course_config_auto_cells_score_0(tmp_path, assignment_dir, monkeypatch):
+    """Plain nbgrader (its Execute runs the notebook) on a course that lacks the course's nbgrader_config.py:
+    the untouched release, whose comment-only auto_* cells once got full points, scores 0 on every one."""
+    course = tmp_path / "course"
+    submitted = course / "submitted" / "plain" / ASSIGNMENT_ID
+    submitted.mkdir(parents=True)
+    shutil.copyfile(assignment_dir / NOTEBOOK, submitted / NOTEBOOK)
+    env = _instructor_env(tmp_path / "jupyter-config")
+    monkeypatch.setenv("PATH", env["PATH"])  # a new gradebook runs `alembic`
+    register_release(course, COURSE_ID)  # the cells, as `collect` records them; no nbgrader_config.py
+    assert not (course / "nbgrader_config.py").exists()
+    env["QUICK"] = "1"  # the notebook's short mode: nbgrader's Execute runs all of it
+    _run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT_ID], cwd=course, env=env, timeout=900)
+
+    assert _auto_scores(course, ["plain"]) == {"plain": {q: 0.0 for q in QUESTIONS}}
+    nb = nbformat.read(course / "autograded" / "plain" / ASSIGNMENT_ID / NOTEBOOK, as_version=4)
+    for cell in nb.cells:
+        if cell.get("id", "").startswith("auto_"):
+            errors = [out for out in cell.outputs if out.output_type == "error"]
+            assert len(errors) == 1, f"{cell.id}: {cell.outputs}"
+            japanese, english = errors[0].evalue.split("\n")
+            assert "nbgrader_config.py" in japanese and "make grade" in japanese, errors[0].evalue
+            assert "nbgrader_config.py" in english and "make grade" in english, errors[0].evalue

@@ -7,14 +7,18 @@ The course directory (default: the repository root) gets nbgrader's usual folder
     submitted/<student_id>/autoencoders/       what `collect` gathers (exchange and LMS download)
     downloaded/autoencoders/archive/           LMS downloads you put there (optional)
     feedback/<student_id>/autoencoders/        what `feedback` hands back
-    gradebook.db                               nbgrader's database (made by `collect`)
-    autograded/<student_id>/autoencoders/      what formgrader shows (made by `gradebook`)
+    gradebook.db                               nbgrader's database: the release's cells are recorded in
+                                               it by `release` and `collect`
+    autograded/<student_id>/autoencoders/      what formgrader shows (`nbgrader autograde`, `gradebook`)
+    nbgrader_config.py                         `release` and `collect` write it when it is missing (a copy of
+                                               the repository's) and check it when it is there: it makes
+                                               `nbgrader autograde` grade with the sandboxed grader
 
-Every nbgrader setting this needs is given on nbgrader's command line (``--Exchange.root``,
-``--CourseDirectory.root``, ``--CourseDirectory.course_id``), so no ``nbgrader_config.py`` is
-required; one in the course directory or your Jupyter config folders is still read, but the
-command line wins.  Students need the same exchange and course id, e.g. in
-``/etc/jupyter/nbgrader_config.py``::
+Every nbgrader setting that the commands here need is given on nbgrader's command line
+(``--Exchange.root``, ``--CourseDirectory.root``, ``--CourseDirectory.course_id``); the course's
+``nbgrader_config.py`` sets how ``nbgrader autograde`` grades (``autograder/nbgrader_autograde.py``),
+so that ``nbgrader autograde autoencoders`` and formgrader's Autograde button grade as ``make grade``.
+Students need the same exchange and course id, e.g. in ``/etc/jupyter/nbgrader_config.py``::
 
     c.Exchange.root = "/srv/nbgrader/exchange"
     c.CourseDirectory.course_id = "ae-vae-lab"
@@ -23,7 +27,8 @@ Usage::
 
     python tools/course.py release                     # hand out assignment/ (rerunnable)
     python tools/course.py collect                     # exchange + downloaded/ -> submitted/
-    python -m autograder grade submitted --out grades   # or: make grade
+    nbgrader autograde autoencoders                    # in the course directory: grades into gradebook.db
+    python -m autograder grade submitted --out grades   # or: make grade (batch: many cores, Ray)
     python tools/course.py feedback --grades grades
     python tools/course.py gradebook --grades grades   # the autograded points into gradebook.db
 """
@@ -38,6 +43,8 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a script: `autograder` imports from this checkout
+    sys.path.insert(0, str(REPO_ROOT))
 ASSIGNMENT_DIR = REPO_ROOT / "assignment"
 ASSIGNMENT_ID = "autoencoders"
 NOTEBOOK = "autoencoders"  # the graded notebook: autoencoders.ipynb
@@ -107,6 +114,74 @@ class CourseError(Exception):
     """Bad input, or an nbgrader step failed; the message is one line."""
 
 
+COURSE_CONFIG = REPO_ROOT / "nbgrader_config.py"  # the course configuration that `release` and `collect` install
+
+
+def course_config(course_dir: Path) -> Path:
+    """Make sure ``<course>/nbgrader_config.py`` makes ``nbgrader autograde`` grade with the sandboxed grader:
+    write a copy of the repository's when it is missing; raise :class:`CourseError` when the course's own
+    does not (it would run the notebooks in nbgrader's kernel, and the auto_* cells would score 0).
+    Returns the file."""
+    target = course_dir / COURSE_CONFIG.name
+    if not COURSE_CONFIG.is_file():
+        raise CourseError(f"{COURSE_CONFIG} is missing (restore it from git)")
+    if not target.exists():
+        shutil.copyfile(COURSE_CONFIG, target)
+        print(f"wrote {target}: `nbgrader autograde` grades with the sandboxed grader")
+        return target
+    if target.read_bytes() == COURSE_CONFIG.read_bytes():
+        return target
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from autograder.nbgrader_autograde import is_configured
+
+    try:
+        loaded = PyFileConfigLoader(target.name, path=str(course_dir)).load_config()
+    except Exception as error:  # noqa: BLE001  (whatever the course's own file raises)
+        raise CourseError(f"cannot load {target} ({type(error).__name__}: {error})") from None
+    if not is_configured(loaded):
+        raise CourseError(f"{target} does not make `nbgrader autograde` grade with the sandboxed grader: copy the "
+                          f"Autograde settings of {COURSE_CONFIG} into it (SandboxedGrader in the place of Execute), "
+                          "or remove it and rerun to get a copy of that file")
+    return target
+
+
+def registered(course_dir: Path) -> bool:
+    """Whether ``<course>/gradebook.db`` records the assignment's notebook (read with sqlite3: quick)."""
+    import sqlite3
+    from contextlib import closing
+
+    db = course_dir / "gradebook.db"
+    if not db.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+            row = connection.execute(
+                "SELECT 1 FROM notebook JOIN assignment ON notebook.assignment_id = assignment.id "
+                "WHERE assignment.name = ? AND notebook.name = ?", (ASSIGNMENT_ID, NOTEBOOK)).fetchone()
+    except sqlite3.Error:
+        return False
+    return row is not None
+
+
+def register_release(course_dir: Path, course_id: str) -> Path:
+    """Record the release's assignment, notebook and cells in ``<course>/gradebook.db`` (made when missing),
+    as ``nbgrader generate_assignment`` would: ``nbgrader autograde`` needs them. Returns the release notebook."""
+    import nbformat
+
+    from autograder import gradebook
+
+    release_nb = gradebook.release_notebook(course_dir, ASSIGNMENT_ID)
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")  # alembic
+    try:
+        notebook = nbformat.read(release_nb, as_version=4)
+        gradebook.check_release(notebook, release_nb)
+        gradebook.register_release(course_dir / "gradebook.db", notebook, ASSIGNMENT_ID, course_id)
+    except gradebook.GradebookError as error:
+        raise CourseError(str(error)) from None
+    return release_nb
+
+
 def _nbgrader(subcommand: str, args: list[str], course_dir: Path, exchange: Path,
               course_id: str) -> None:
     """Run ``nbgrader SUBCOMMAND ASSIGNMENT_ID ARGS`` for this course; raise on failure.
@@ -136,6 +211,8 @@ def release(course_dir: Path, exchange: Path, course_id: str,
         shutil.rmtree(target)
     shutil.copytree(assignment_dir, target,
                     ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints", "*.pyc", ".*"))
+    course_config(course_dir)
+    register_release(course_dir, course_id)
     _nbgrader("release_assignment", ["--force"], course_dir, exchange, course_id)
     return target
 
@@ -157,6 +234,12 @@ def collect(course_dir: Path, exchange: Path, course_id: str,
         (downloaded / "archive").mkdir(exist_ok=True)
         _nbgrader("zip_collect", ["--force", f"--FileNameCollectorPlugin.named_regexp={named_regexp}"],
                   course_dir, exchange, course_id)
+    try:
+        course_config(course_dir)
+    except CourseError as error:
+        print(f"warning: {error}", file=sys.stderr)
+    if not registered(course_dir):  # an LMS-only course, never released from here
+        register_release(course_dir, course_id)
     submitted = course_dir / "submitted"
     students = sorted(p.parent.name for p in submitted.glob(f"*/{ASSIGNMENT_ID}") if p.is_dir())
     print(f"{len(students)} submission(s) in {submitted}: {', '.join(students) or '-'}")
