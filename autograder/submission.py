@@ -41,7 +41,8 @@ class Context:
         if self.account is None:
             from autograder import config
 
-            self.account = CpuAccount(SUBMISSION_FACTOR * config.reference_cpu_s(self.sandbox.device))
+            device = self.sandbox.device if self.sandbox is not None else "cpu"
+            self.account = CpuAccount(SUBMISSION_FACTOR * config.reference_cpu_s(device))
 
     def worker(self, role: str) -> Worker:
         """The submission's worker of ``role``: ``functions``, ``student`` or ``encoder`` (see the graders' conftest).
