@@ -41,7 +41,7 @@ STAMP := $(VENV)/.installed
 VPY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install sandbox test grade list mutants calibrate gradebook export gradescope similarity notebook assignment release collect feedback check \
+.PHONY: help install sandbox lint test grade list mutants calibrate gradebook export gradescope similarity notebook assignment release collect feedback check \
 	solutions bench gpu-check examples clean
 
 help: ## list the targets
@@ -49,11 +49,11 @@ help: ## list the targets
 	@grep -E '^[a-z][a-z_-]*:.*## ' $(firstword $(MAKEFILE_LIST)) | \
 		awk 'BEGIN {FS = ":.*## "} {printf "  %-11s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## create the venv (VENV=.venv) and pip install -e '.[ray]' (again when pyproject.toml changes)
+install: $(STAMP) ## create the venv (VENV=.venv) and pip install -e '.[ray,dev]' (again when pyproject.toml changes)
 
 $(STAMP): pyproject.toml
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install $(PIP_FLAGS) -e '.[ray]'
+	$(VPY) -m pip install $(PIP_FLAGS) -e '.[ray,dev]'
 	touch $@
 
 sandbox: ## install bubblewrap (the grader's sandbox) with apt-get when it is missing and we are root
@@ -62,8 +62,11 @@ sandbox: ## install bubblewrap (the grader's sandbox) with apt-get when it is mi
 		  { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; }; } || \
 		{ echo "bubblewrap is missing: install it (apt-get install bubblewrap), or grade with SANDBOX=none (unsafe)"; exit 1; }
 
-test: install sandbox ## run the test suite (pytest; PYTEST_ARGS=... for more options)
+test: install sandbox lint ## lint, then run the test suite (pytest; PYTEST_ARGS=... for more options)
 	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff (pyproject.toml's [tool.ruff]: unused and undefined names, syntax errors, likely bugs)
+	$(VPY) -m ruff check .
 
 grade: install sandbox ## grade submitted/ into grades/ (no submitted/: the example class in examples/submitted/)
 	@[ -d "$(COURSE_DIR)/submitted" ] || echo "No $(COURSE_DIR)/submitted/ folder: grading the example class in examples/submitted/."

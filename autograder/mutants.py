@@ -701,7 +701,7 @@ def _statement_mutations(site: _Site) -> Iterator[tuple[str, ast.AST | None, ast
     if value is None:
         return
     if isinstance(value, ast.Tuple):
-        for i, element in enumerate(value.elts):
+        for element in value.elts:
             if _tensor_like(element, site.tensors):
                 yield "detach", element, _detached(element), f"`.detach()` on `{_text(element)}`"
         for i in range(len(value.elts) - 1):
@@ -1424,7 +1424,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--limit must be at least 1")
     try:
         if args.list:
-            for question, mutants in make_mutants(groups, args.limit).items():
+            for mutants in make_mutants(groups, args.limit).values():
                 for mutant in mutants:
                     print(f"{mutant.id:<26} {mutant.operator:<14} line {mutant.line:<3} {mutant.description}")
             return 0

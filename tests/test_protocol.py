@@ -653,7 +653,7 @@ def test_amplification_bombs_decode_or_refuse_fast_and_small(tmp_path):
                      for name, outcome, seconds, growth in rows)
     print(("per bomb" if report["per_bomb"] else "cumulative") + " peak growth:\n" + text)
     assert [row[0] for row in rows] == sorted(expected)
-    for name, outcome, seconds, growth in rows:
+    for name, outcome, seconds, _growth in rows:
         want = expected[name]
         assert (outcome == "ok") if want == "ok" else (want in outcome), (name, outcome)
         assert seconds < 1.0, (name, seconds)
