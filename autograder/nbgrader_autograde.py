@@ -219,7 +219,7 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: int) -> tu
                 break
             except subprocess.TimeoutExpired:
                 continue
-        raise GradingFailed(f"the grader took more than {timeout} s (SandboxedGrader.timeout) and was stopped")
+        raise GradingFailed(f"the grader took more than {timeout} s (SandboxedGrader.timeout) and was stopped") from None
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
