@@ -201,11 +201,19 @@ def _stat(path: Path) -> tuple[int, int] | None:
     return info.st_ino, info.st_mtime_ns
 
 
+def _interruptible() -> None:
+    """In the grader's process, before it starts: SIGINT does its default again. A process started with SIGINT
+    ignored (a CI job in the background, ``nohup``) passes that on, and Python then never raises
+    KeyboardInterrupt, so the timeout's SIGINT would wait its whole grace for nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run(command: list[str], cwd: Path, env: dict[str, str], timeout: int) -> tuple[int, str]:
     """Run ``command`` in its own process group; on timeout stop the whole group. Returns (exit status,
     stdout and stderr together)."""
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, encoding="utf-8", errors="replace", start_new_session=True)
+                            text=True, encoding="utf-8", errors="replace", start_new_session=True,
+                            preexec_fn=_interruptible)
     try:
         output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
