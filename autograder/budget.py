@@ -9,8 +9,8 @@ more loosely). Two wall-clock limits remain for code that waits instead of compu
 * **blocked**: a worker that used less than :data:`IDLE_CPU_S` in :data:`IDLE_WINDOW_S` of waiting is
   stopped at once (a sleep, input, a lock), however much budget is left;
 * **backstop**: no request waits longer than :func:`backstop_s`: :data:`WALL_FACTOR` times its CPU budget,
-  and at least :data:`MIN_BACKSTOP_S`, which a busy machine does not reach (a worker on a 2-core machine with
-  thirteen busy processes gets about a seventh of a core, measured).
+  and at least :data:`MIN_BACKSTOP_S`, which a busy machine does not reach (a looping worker on this 2-core
+  machine, beside three busy processes per core, a disk writer and a grading, got 3 CPU-seconds in 15.5 s).
 
 And the whole submission has one account, :class:`CpuAccount`: its workers together may use
 :data:`SUBMISSION_FACTOR` times what the reference solution's workers use (``reference_cpu_s``, measured by

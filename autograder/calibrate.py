@@ -113,7 +113,7 @@ def calibrate(seeds: int, jobs: int, device: str, sandbox: str, out: Path, laten
         "rule": "threshold = max + 0.5 * (baseline - max); baseline = the mean training image (mu = 0, logvar = 0)",
         "questions": questions,
     }
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    out.write_text(json.dumps(report, indent=1) + "\n")  # the grading below scores with these thresholds
     report["reference_cpu_s"] = grading_cpu_seconds(device, sandbox)
     out.write_text(json.dumps(report, indent=1) + "\n")
     return report

@@ -181,7 +181,8 @@ def autograde_commands(course_dir: Path, db: Path, assignment: str, course_id: s
     return [base + ["--CourseDirectory.student_id=*", f"--CourseDirectory.student_id_exclude={','.join(others)}"]]
 
 
-def _stat(path: Path) -> tuple[int, int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """The file's inode, modification time and size (None when it is missing): a rewrite changes it."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -212,16 +213,16 @@ def bring_in(course_dir: Path, db: Path, assignment: str, course_id: str,
            for s in with_notebook):
         return  # spares nbgrader's start-up (seconds)
     autograded = {s: course_dir / "autograded" / s / assignment / f"{NOTEBOOK}.ipynb" for s in with_notebook}
-    before = {s: _stat(path) for s, path in autograded.items()}
+    before = {s: file_stamp(path) for s, path in autograded.items()}
     others = sorted(p.name for p in submitted.iterdir() if p.is_dir() and p.name not in with_notebook)
     with open(log, "w", encoding="utf-8") as file:
         for command in autograde_commands(course_dir, db, assignment, course_id, with_notebook, others):
             file.write(f"$ {' '.join(command)}\n")
             file.flush()
             subprocess.run(command, cwd=course_dir, env=_nbgrader_env(), stdout=file, stderr=subprocess.STDOUT)
-    summary.failed = [s for s, path in autograded.items() if _stat(path) is None]
+    summary.failed = [s for s, path in autograded.items() if file_stamp(path) is None]
     summary.not_shown.update({s: f"nbgrader autograde failed on it (see {log})" for s in summary.failed})
-    summary.autograded = [s for s, path in autograded.items() if _stat(path) not in (None, before[s])]
+    summary.autograded = [s for s, path in autograded.items() if file_stamp(path) not in (None, before[s])]
 
 
 def _write_scores(db: Path, assignment: str, course_id: str, scores: dict[str, dict[str, float]],

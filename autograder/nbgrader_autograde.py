@@ -54,10 +54,9 @@ from traitlets.config import Config
 from traitlets.utils.importstring import import_item
 
 from autograder import config, gradesheet
+from autograder.gradebook import ASSIGNMENT, CELL_PREFIX, file_stamp
 
-CELL_PREFIX = "auto_"
 REPO_ROOT = config.PACKAGE_DIR.parent
-ASSIGNMENT = "autoencoders"  # the grader's folder layout: <student>/autoencoders/<notebook>.ipynb
 _REFUSED_ARGS = ("-k", "--out", "--jobs", "--sandbox", "--backend", "--address")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # terminal escapes and the like; keeps \t and \n
 
@@ -129,7 +128,7 @@ class SandboxedGrader(NbGraderPreprocessor):
         """Run the grader on ``submitted`` (a copy laid out as ``<student>/autoencoders/``) into ``grades``;
         returns that student's results.json and scored.json (the record grades.csv is made from)."""
         results = grades / student / "results.json"
-        before = _stat(results)
+        before = file_stamp(results)
         env = {key: value for key, value in os.environ.items() if key != "NBGRADER_EXECUTION"}
         env["DATA_DIR"] = self._data_dir(root)
         with tempfile.TemporaryDirectory(prefix="nbgrader-autograde-") as tmp:
@@ -144,7 +143,7 @@ class SandboxedGrader(NbGraderPreprocessor):
         if code != 0:
             tail = "\n".join(output.strip().splitlines()[-15:])
             raise GradingFailed(f"`python -m autograder grade` exited {code} on {submitted}:\n{tail}")
-        if _stat(results) in (None, before):
+        if file_stamp(results) in (None, before):
             raise GradingFailed(f"the grader wrote no new {results} for {submitted}")
         return (json.loads(results.read_text(encoding="utf-8")),
                 json.loads((grades / student / gradesheet.SCORED).read_text(encoding="utf-8")))
@@ -191,14 +190,6 @@ class SandboxedGrader(NbGraderPreprocessor):
                             new_output("execute_result", data={"text/plain": repr(score)}, metadata={},
                                        execution_count=None)]
         return nb, resources
-
-
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return info.st_ino, info.st_mtime_ns
 
 
 def _interruptible() -> None:
