@@ -41,7 +41,7 @@ STAMP := $(VENV)/.installed
 VPY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help install sandbox lint test grade list mutants calibrate gradebook export gradescope similarity notebook assignment release collect feedback check \
+.PHONY: help install sandbox browser lint test grade list mutants calibrate gradebook export gradescope similarity notebook assignment release collect feedback check \
 	solutions bench gpu-check examples clean
 
 help: ## list the targets
@@ -62,7 +62,13 @@ sandbox: ## install bubblewrap (the grader's sandbox) with apt-get when it is mi
 		  { apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; }; }; } || \
 		{ echo "bubblewrap is missing: install it (apt-get install bubblewrap), or grade with SANDBOX=none (unsafe)"; exit 1; }
 
-test: install sandbox lint ## lint, then run the test suite (pytest; PYTEST_ARGS=... for more options)
+browser: ## install chromium (and a Japanese font) for tests/test_browser.py with apt-get when missing and root; never fails
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -qq chromium fonts-ipafont-gothic >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium fonts-ipafont-gothic >/dev/null 2>&1; }; }; } || \
+		echo "chromium is missing: tests/test_browser.py will be skipped (apt-get install chromium)"
+
+test: install sandbox browser lint ## lint, then run the test suite (pytest; PYTEST_ARGS=... for more options)
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 lint: install ## ruff (pyproject.toml's [tool.ruff]: unused and undefined names, syntax errors, likely bugs)

@@ -12,7 +12,8 @@ DESCRIPTION = """Autograder for the autoencoder/VAE lab (実験3-4).
 grade: grades nbgrader submissions (submitted/<student_id>/autoencoders/*.ipynb) or notebooks.
 Student code runs only in a sandboxed worker (bubblewrap); the hidden pytest graders and every
 score stay in trusted processes. Writes DIR/grades.csv, DIR/<student_id>/results.json (Gradescope
-format), DIR/<student_id>/feedback.html, DIR/summary.txt and DIR/summary.png. Grading into a DIR that
+format), DIR/<student_id>/feedback.html, DIR/summary.txt, DIR/summary.png and DIR/insights.html (what the
+class got wrong, for the staff). Grading into a DIR that
 holds earlier results updates the students graded now and keeps the others; a question that a run
 does not grade (-k) keeps its earlier score, or stays empty ("not graded") in grades.csv.
 
@@ -30,7 +31,7 @@ that device's thresholds (see `python -m autograder calibrate --help`)."""
 def grade_command(args: argparse.Namespace) -> int:
     import torch
 
-    from autograder import config, engine, gradesheet, report
+    from autograder import config, engine, gradesheet, insights, report
     from autograder.ray_backend import ClusterError
     from autograder.rubric import RubricError
     from autograder.sandbox import SandboxUnavailable, check_bwrap, describe, describe_none, prepare_training_data, \
@@ -88,6 +89,7 @@ def grade_command(args: argparse.Namespace) -> int:
         table = report.summary_table(everyone, questions)
         gradesheet.write_atomic(out / "summary.txt", table + "\n")
         report.summary_plot(out / "summary.png", everyone, questions)
+        insights.write_insights(out, questions, lang=args.lang)  # the whole folder's class, for the staff
     except OSError as error:
         print(f"error: could not write the results into {out}: {error} (the previous grades.csv is unchanged)",
               file=sys.stderr)
@@ -95,7 +97,7 @@ def grade_command(args: argparse.Namespace) -> int:
     print(table)
     kept = len(everyone) - len(results)
     print(f"wrote {out / 'grades.csv'} ({len(results)} graded now" + (f", {kept} kept from earlier runs" if kept else "")
-          + f"), {out / 'summary.png'} and results.json + feedback.html per student")
+          + f"), {out / 'summary.png'}, {out / 'insights.html'} and results.json + feedback.html per student")
     for student_id, qids in gradesheet.not_graded({s: everyone[s] for s in results}).items():
         print(f"note: {student_id}: not graded yet: {', '.join(qids)} (empty in grades.csv)")
     return 0

@@ -126,6 +126,27 @@ def test_feedback_shows_the_grader_s_pictures(class_results):
     assert "src='http" not in page and "src=\"" not in page
 
 
+def test_insights_name_each_student_s_mistake_under_its_question(class_results):
+    """grades/insights.html (autograder/insights.py): each example student who loses points on a question is
+    named there under that question, with a mistake (kl_sign: the KL sign under vae_loss) or, for the untouched
+    template, a NotImplementedError crash and a 0 that says so."""
+    from autograder import insights
+
+    questions = config.questions()
+    data = insights.analyse(insights.load_class(class_results, questions), questions)
+    for student in STUDENTS:
+        for qid in student.loses:
+            named = any(student.id in g.students for g in data.questions[qid].mistakes.values())
+            crashed = any(student.id in g.students and qid in g.questions for g in data.crashes.values())
+            assert named or crashed, f"{student.id} is not named under {qid}"
+    kl = [g for g in data.questions["vae_loss"].mistakes.values() if "kl_sign" in g.students]
+    assert any("the KL term has the wrong sign" in g.label().en for g in kl)
+    assert set(data.zeros) == {"untouched"} and "template is unchanged" in data.zeros["untouched"].en
+    page = (class_results / "insights.html").read_text(encoding="utf-8")
+    section = page.split("id='q-vae_loss'")[1].split("<section")[0]
+    assert "<a href='kl_sign/feedback.html'>kl_sign</a>" in section and "wrong sign" in section
+
+
 def test_grading_again_gives_the_same_results(class_results, tmp_path):
     students = ["exp_logvar", "conv_no_sigmoid"]
     process = grade([EXAMPLES / s for s in students], tmp_path)
