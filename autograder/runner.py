@@ -80,8 +80,9 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
                  "-o", "addopts=", "-o", "python_files=test_*.py", "--no-header", "--tb=no", "-W", "ignore"]
     if select:
         arguments += ["-k", select]
-    else:  # every check runs: start the student's worker now, while pytest collects the graders
-        context.worker("functions").prestart()
+    else:  # every check runs: start every worker now, while pytest collects the graders
+        for role in ROLES:
+            context.worker(role).prestart()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         code = pytest.main(arguments, plugins=[collector, context])
     if context.rubric_problems:

@@ -183,17 +183,18 @@ def cache_split(path: Path, name: str, *, train: bool, labels: bool) -> None:
 
     The file is written under a temporary name and renamed, so a reader never sees half of it.
     """
-    import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
 
     from autograder import config
 
     fingerprint = source_fingerprint(name)
     if path.exists():
-        with safe_open(str(path), "pt") as existing:
+        with safe_open(str(path), "numpy") as existing:  # the metadata only: no torch to import
             if (existing.metadata() or {}).get("source") == fingerprint:
                 return
+    import torch
+    from safetensors.torch import save_file
+
     images, targets = config.labtools().load_dataset(name, train=train, device="cpu")
     tensors = {"images": (images * 255).round_().to(torch.uint8).contiguous()}
     if labels:

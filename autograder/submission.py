@@ -12,6 +12,7 @@ from autograder.client import Worker
 from autograder.extract import extract_cells
 from autograder.failures import StudentText
 from autograder.i18n import Message, t
+from autograder.needed import needed_cells
 from autograder.sandbox import ROLES, Runtime, SandboxConfig
 
 
@@ -50,7 +51,7 @@ class Context:
         Each role is its own process with its own runtime and pipes: they share nothing but what the trusted
         side passes between them."""
         if role not in self.workers:
-            worker = Worker(self.cells, self.runtimes[role], self.sandbox, self.log_dir / f"worker-{role}.log",
+            worker = Worker(needed_cells(self.cells, roots(role)), self.runtimes[role], self.sandbox, self.log_dir / f"worker-{role}.log",
                             text=self.text, account=self.account)
             worker.broken = self.notebook_error
             self.workers[role] = worker
@@ -91,6 +92,14 @@ class Context:
                                          [q for q in grading.budgets() if q in selected], self.sandbox.device,
                                          functions=self.worker("functions"))
         return self.plan
+
+
+def roots(role: str) -> list[str]:
+    """The student's names a worker of ``role`` is asked for: the models (and the functions they call) in every
+    role, the questions' functions too in the ``functions`` role (it answers their probes)."""
+    from autograder import config
+
+    return config.graded_names() if role == "functions" else config.graded_models()
 
 
 def read_notebook(context: Context) -> None:

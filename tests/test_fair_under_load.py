@@ -110,6 +110,50 @@ def test_an_answer_in_the_pipe_is_read_after_a_limit():
     os.close(write_end)
 
 
+def test_a_worker_kept_off_the_cpu_is_not_blocked(monkeypatch):
+    """The blocked window counts run-queue time as wanted CPU: a worker that used no CPU because other processes
+    held both cores is waited for; one that used none and did not wait for a CPU either is blocked."""
+    monkeypatch.setattr(client, "IDLE_WINDOW_S", 0.3)
+    monkeypatch.setattr(client, "IDLE_CPU_S", 0.1)
+    monkeypatch.setattr(client, "POLL_S", 0.05)
+    read_end, write_end = os.pipe()
+    started = time.monotonic()
+    starved = _BudgetReader(read_end, lambda: 0.0, 0.0, limit=100.0, queued=lambda: time.monotonic() - started)
+    with pytest.raises(client.Backstop):  # never Blocked: it stops only at the wall-clock backstop, set to 1 s
+        starved.wall_deadline = time.monotonic() + 1.0
+        protocol.receive(starved)
+    assert time.monotonic() - started >= 0.9
+    with pytest.raises(client.Blocked):
+        protocol.receive(_BudgetReader(read_end, lambda: 0.0, 0.0, limit=100.0, queued=lambda: 5.0))
+    os.close(read_end)
+    os.close(write_end)
+
+
+def test_run_queue_time_and_priority_of_a_process_tree(tmp_path):
+    """limits.process_tree_queued_seconds grows for a process that two busy processes per core keep waiting, and
+    limits.lower_priority reaches its threads and its children."""
+    from autograder.limits import lower_priority, process_tree_queued_seconds
+
+    if not Path("/proc/self/schedstat").exists():
+        pytest.skip("this kernel keeps no schedstat")
+    child = subprocess.Popen([sys.executable, "-c", "import subprocess, sys\n"
+                              "p = subprocess.Popen([sys.executable, '-c', 'while True: pass'])\nwhile True: pass"],
+                             start_new_session=True)
+    try:
+        lower_priority(child.pid, 7)
+        time.sleep(0.5)
+        with machine_load(tmp_path, per_core=2):
+            before = process_tree_queued_seconds(child.pid)
+            time.sleep(2.0)
+            queued = process_tree_queued_seconds(child.pid) - before
+        tree = [child.pid, *map(int, Path(f"/proc/{child.pid}/task/{child.pid}/children").read_text().split())]
+        assert len(tree) == 2 and all(os.getpriority(os.PRIO_PROCESS, pid) == 7 for pid in tree)
+        assert queued > 1.0, f"two niced busy processes beside {2 * (os.cpu_count() or 1)} others waited {queued:.2f} s"
+    finally:
+        os.killpg(child.pid, 9)
+        child.wait()
+
+
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepare_runtime(tmp_path_factory.mktemp("runtime"), "functions")
