@@ -10,12 +10,12 @@ feedback page (``<student>/feedback.html``). One self-contained page (no externa
 the feedback (``lang``): sortable tables and collapsible sections keep a class of 500 readable. It names
 students: it is for the staff, never released to students.
 
-What a failed check's message is (:func:`diagnose`): a check's result carries its message (``message_ja``,
-``message_en``), not a mistake id, so the kind of failure is read from the fixed parts of the English
-templates that build it (:mod:`autograder.failures`, :mod:`autograder.explain`, :mod:`autograder.client`):
-"X raised Error ... Likely cause: ...", a limit ("CPU-seconds", "did not finish in time"), a worker that
-died, an internal grader error; any other message is a mistake the check named (or what it measured).
-Messages that differ only in their numbers or quoted names are one mistake.
+What a failed check's message is (:func:`diagnose`): the runner records what stopped each check (``failure``:
+the :mod:`autograder.failures` class, or ``GraderError``): a named mistake, a limit, a worker that died, the
+grader itself, or the student's code raising, whose error type and likely cause are read from the fixed parts of
+the English message ("X raised Error ... Likely cause: ...", :mod:`autograder.explain`). Results written before
+the runner recorded it are read from the message alone. Messages that differ only in their numbers or quoted
+names are one mistake.
 """
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ _CAUSE_EN, _CAUSE_JA = ". Likely cause: ", "。考えられる原因: "
 _LIMIT = re.compile(r"CPU-seconds|did not finish in time|\bwaited [0-9]+ s while")
 _WORKER = re.compile(r"worker process died|worker sent an invalid answer|grader could not send the request")
 _GRADER = re.compile(r"^internal grader error")
+_KINDS = {"CheckFailed": MISTAKE, "GradingFailure": MISTAKE, "CheckTimeout": LIMIT, "CheckBlocked": LIMIT,
+          "WorkerCrashed": WORKER, "GraderError": GRADER}  # StudentError: read its error type from the message
 KIND_LABELS = {
     TEMPLATE: t("テンプレートのまま（NotImplementedError）", "still the template (NotImplementedError)"),
     LIMIT: t("時間の上限（無限ループや遅すぎる処理）", "a time limit (an endless loop or slow code)"),
@@ -77,7 +79,12 @@ def diagnose(check: dict[str, Any]) -> Finding:
     """The kind of a failed check's message and the key of its mistake (see the module's docstring)."""
     message = from_fields(check, "message")
     english = message.en.strip()
-    if _GRADER.search(english):
+    kind = _KINDS.get(check.get("failure", ""))  # recorded by the runner; older results: read from the message
+    if kind in (LIMIT, WORKER):
+        return Finding(kind, f"{kind}|{_key(english)}", message)
+    if kind == MISTAKE:
+        return Finding(MISTAKE, _key(english), message)
+    if kind == GRADER or _GRADER.search(english):
         return Finding(GRADER, GRADER, KIND_LABELS[GRADER])
     raised = _RAISED.search(english)
     if raised:

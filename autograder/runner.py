@@ -5,7 +5,7 @@ This process is trusted: it parses the notebook as data, never runs it, and talk
 student's code only through a sandboxed :class:`~autograder.client.Worker`.
 
 Output: ``{"notebook", "checks": [{"id", "question", "title", "title_ja", "passed", "message", "message_ja",
-"message_en", "seconds"}], "skipped_cells", "failed_cells", "notebook_error" (+ ``_ja``, ``_en``),
+"message_en", "failure", "seconds"}], "skipped_cells", "failed_cells", "notebook_error" (+ ``_ja``, ``_en``),
 "worker_starts"}``. ``message`` is the Japanese text with the English on the next line ("" when the check
 passed); ``title`` is the English title. Scores are computed from it by the engine.
 """
@@ -48,8 +48,17 @@ class Collector:
                 "title": check.title, "title_ja": check.title_ja,
                 "passed": report.passed,
                 **json_fields("message", "" if report.passed else self._message(call)),
+                "failure": "" if report.passed else self._kind(call),
                 "seconds": round(report.duration, 3),
             })
+
+    @staticmethod
+    def _kind(call: pytest.CallInfo) -> str:
+        """What stopped the check, for the class insights: the GradingFailure's class (``CheckFailed``: a named
+        mistake; ``StudentError``, ``CheckTimeout``, ``CheckBlocked``, ``WorkerCrashed``), ``GraderError``
+        for a bug of the grader's own."""
+        error = call.excinfo.value if call.excinfo is not None else None
+        return type(error).__name__ if isinstance(error, GradingFailure) else "GraderError"
 
     @staticmethod
     def _message(call: pytest.CallInfo) -> Message:

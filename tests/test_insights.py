@@ -107,6 +107,19 @@ def test_each_kind_of_failure_is_told_apart():
     assert first.label.ja.startswith("行列積が")
 
 
+def test_the_runners_record_of_what_stopped_a_check_comes_first():
+    """A check that records ``failure`` (the runner's Collector) is classified by it, not by its wording: a named
+    mistake that mentions "raised" stays a mistake, a limit in words the patterns do not know is a limit."""
+    def kind(message: Message, failure: str) -> str:
+        return insights.diagnose({**check("vae_loss", "x", message), "failure": failure}).kind
+
+    assert kind(t("raised", "the loss raised the KL term instead of lowering it"), "CheckFailed") == insights.MISTAKE
+    assert kind(t("止まりました", "stopped after a long wait"), "CheckBlocked") == insights.LIMIT
+    assert kind(t("止まりました", "gone"), "WorkerCrashed") == insights.WORKER
+    assert kind(t("エラー", "oops"), "GraderError") == insights.GRADER
+    assert kind(crash("kmeans", "IndexError", in_features(1, 2)), "StudentError") == insights.CRASH
+
+
 # -- the analysis ------------------------------------------------------------------------------------------------
 def test_mistakes_are_counted_once_per_student_under_their_question():
     data = insights.analyse(a_class(), QUESTIONS)
