@@ -421,11 +421,24 @@ class Worker:
         return self._exchange({"op": op, "args": args}, cpu_s, running)
 
 
+MAX_DIMS = 8  # a described tensor's shape: at most this many dimensions, each under 2**31
+
+
 def _clip_type_names(value: Any) -> Any:
-    """Clip the ``type`` names in a worker's value descriptions: graders quote them in feedback."""
+    """Clip what graders quote of a worker's value descriptions: the ``type``, ``dtype`` and ``device`` names to
+    :data:`TYPE_NAME_CHARS`, and a ``shape`` that is not a short list of small integers to ``["?"]`` (a blind
+    attacker carried held-out pixels out in a forged shape's numbers)."""
     if isinstance(value, dict):
-        return {key: (item[:TYPE_NAME_CHARS] if key == "type" and isinstance(item, str) else _clip_type_names(item))
-                for key, item in value.items()}
+        return {key: _clip_field(key, item) for key, item in value.items()}
     if isinstance(value, list):
         return [_clip_type_names(item) for item in value]
     return value
+
+
+def _clip_field(key: str, item: Any) -> Any:
+    if key in ("type", "dtype", "device") and isinstance(item, str):
+        return item[:TYPE_NAME_CHARS]
+    if key == "shape" and isinstance(item, list):
+        plain = len(item) <= MAX_DIMS and all(type(n) is int and 0 <= n < 2**31 for n in item)
+        return item if plain else ["?"]
+    return _clip_type_names(item)

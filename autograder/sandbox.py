@@ -120,6 +120,7 @@ def prepare_runtime(folder: Path, role: str = "student", hide: list[str] | tuple
         shutil.copy2(PACKAGE_DIR / "sandboxed" / name, folder / "sandboxed" / name)
     shutil.copy2(REPO_ROOT / "assignment" / "labtools.py", folder / "labtools.py")
     (folder / "etc").mkdir(exist_ok=True)
+    (folder / "empty").mkdir(exist_ok=True)  # what covers the package folders the worker does not use
     (folder / "etc" / "passwd").write_text(f"nobody:x:{SANDBOX_UID}:{SANDBOX_GID}:nobody:/tmp:/usr/sbin/nologin\n")
     (folder / "etc" / "group").write_text(f"nogroup:x:{SANDBOX_GID}:\n")
     hidden = []
@@ -267,6 +268,21 @@ def _extra_package_folders() -> list[str]:
     return [p for p in _package_folders() if Path(p).resolve() not in own]
 
 
+def unused_package_folders() -> list[Path]:
+    """The Python package folders on the worker's file system that its import path does not use: the base
+    interpreter's own ``site-packages`` beside a venv, the system Python's ``dist-packages`` under ``/usr``.
+    Each is covered by an empty folder in the sandbox, so that no package in it (a second SciPy with its
+    ``scipy.cluster``) can be reached by a path around the import system (R2)."""
+    used = {Path(p).resolve() for p in _package_folders()}
+    found = set()
+    for root in {*_python_roots(), Path("/usr"), Path("/usr/local")}:
+        for pattern in ("lib/python3*/site-packages", "lib/python3*/dist-packages", "lib/python3/dist-packages",
+                        "local/lib/python3*/site-packages", "local/lib/python3*/dist-packages"):
+            found.update(path.resolve() for path in root.glob(pattern) if path.is_dir())
+    return sorted(folder for folder in found
+                  if folder not in used and not any(folder in u.parents or u in folder.parents for u in used))
+
+
 def _python_roots() -> list[Path]:
     """The interpreter's installation and the environment's packages, without folders inside others."""
     paths = {sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
@@ -318,6 +334,8 @@ def bwrap_arguments(runtime: Runtime, config: SandboxConfig) -> list[str]:
             arguments += [*_directories_above(folder), "--ro-bind", str(folder), str(folder)]
     for path, stand_in in runtime.hidden:  # over the environment's binds: the real code is not there to run
         arguments += ["--ro-bind", stand_in, path]
+    for folder in unused_package_folders():
+        arguments += ["--ro-bind", str(own / "empty"), str(folder)]
     arguments += [*_directories_above(Path(RUNTIME_MOUNT)), "--ro-bind", str(own), RUNTIME_MOUNT]
     if config.data is not None:
         arguments += ["--ro-bind", str(config.data), DATA_MOUNT]

@@ -317,6 +317,19 @@ def test_the_costliest_frame_under_the_caps_is_quoted_in_seconds():
     assert seconds + quoted < 5 and message.en.startswith("not [tensor("), (seconds, quoted)
 
 
+def test_a_forged_shape_cannot_carry_data_into_the_feedback():
+    """A blind attacker packed 15 held-out pixels into each number of a forged ``shape`` (8.8 KB quoted back in
+    "reconstructed has shape (…)"): a shape that is not at most 8 integers under 2**31 is quoted as ["?"], and
+    the names in a description are clipped."""
+    forged = {"info": {"type": "Tensor", "shape": [2**60 + 12345] * 40, "dtype": "x" * 500, "device": "d" * 500},
+              "nested": [{"shape": [2, "3"]}, {"shape": [2000, 1, 28, 28]}]}
+    clipped = _clip_type_names(forged)
+    assert clipped["info"]["shape"] == ["?"] and clipped["nested"][0]["shape"] == ["?"]
+    assert clipped["nested"][1]["shape"] == [2000, 1, 28, 28], "a real shape is kept"
+    assert len(clipped["info"]["dtype"]) == len(clipped["info"]["device"]) == 40
+    assert len(str(clipped)) < 400
+
+
 def test_an_answer_written_a_byte_at_a_time_costs_few_reads():
     """A worker that writes its answer in 1-byte writes woke the client once per byte (1.4 CPU-s for 2 MB); now a
     short read makes the next one wait a millisecond, so the reads are about a thousand a second at most."""

@@ -79,6 +79,13 @@ def readable(path):
         return type(error).__name__
 
 
+def listing(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError as error:
+        return type(error).__name__
+
+
 def stderr_kind():
     return "pipe" if stat.S_ISFIFO(os.fstat(2).st_mode) else "other"
 
@@ -140,6 +147,19 @@ def test_forbidden_packages_do_not_exist_in_the_kmeans_worker(workers, module):
         real = path / "_kmeans.py" if path.is_dir() and (path / "_kmeans.py").exists() else path / "vq.py"
         if real.exists():
             assert _call(functions, "readable", str(real)) == "FileNotFoundError", real
+
+
+@needs_bwrap
+def test_no_package_folder_beside_the_import_path_is_reachable(workers):
+    """A blind attacker loaded scipy.cluster from the base interpreter's own site-packages (mounted with the
+    interpreter, beside the venv's): every package folder the import path does not use is empty in a worker."""
+    from autograder.sandbox import unused_package_folders
+
+    for folder in unused_package_folders():
+        assert _call(workers["functions"], "listing", str(folder)) == [], folder
+        if (folder / "scipy" / "cluster" / "vq.py").exists():
+            assert _call(workers["functions"], "readable", str(folder / "scipy" / "cluster" / "vq.py")) == \
+                "FileNotFoundError"
 
 
 @needs_bwrap
