@@ -17,13 +17,18 @@ Priorities change the order, never a budget: a submission's trainings run at onc
 worker with the longest of them keeps the normal priority while the others run at :data:`BEHIND_NICENESS`, so on
 two cores the longest training is not slowed by the shorter ones (it is what a grading waits for).
 
-And the whole submission has one account, :class:`CpuAccount`: its workers together may use
+The whole submission has one account, :class:`CpuAccount`: its workers together may use
 :data:`SUBMISSION_FACTOR` times what the reference solution's workers use (``reference_cpu_s``, measured by
 ``make calibrate``). A notebook that loops everywhere is stopped there, with a message that costs only that
 submission. The factor is 4, not 2, so that one bug never reaches it, even on a busy machine: an endless
 ``ConvAutoEncoder`` training runs to its whole ``cpu_s``, and an endless function costs two probes
 (2 × :data:`CHECK_CPU_S`), on top of the rest (about 3.3 times the reference's 39.5 CPU-seconds, and CPU time
 grows by up to half under load).
+
+The account also counts idle time: the submission's workers may wait :data:`IDLE_ACCOUNT_S` in all while the grader
+waits for an answer without running and without waiting for a CPU (the kernel's run-queue time; only where the
+kernel reports it). Correct code computes while it is waited for (the reference: under a second in all); a
+notebook that sleeps a little in every call, to stay above the blocked window's rule, is stopped there.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ IDLE_CPU_S = 1.0  # ... this many CPU-seconds (5 % of a core), or it is blocked,
 ARRIVING_GRACE_S = 10.0  # an answer that is arriving when a limit passes is read for at most this much longer
 POLL_S = 1.0  # how often a waiting worker's CPU use is read
 SUBMISSION_FACTOR = 4.0  # a submission's workers may use this many times the reference's CPU-seconds
+IDLE_ACCOUNT_S = 60.0  # a submission's workers may wait this long in all without computing (see below)
 BEHIND_NICENESS = 5  # the workers without the submission's longest training run at this niceness (see below)
 
 
@@ -48,19 +54,33 @@ def backstop_s(cpu_s: float) -> float:
 
 
 class CpuAccount:
-    """The CPU-seconds one submission's workers may still use (thread-safe: the trainings run in threads)."""
+    """The CPU-seconds one submission's workers may still use, and the seconds they may still wait without
+    computing (thread-safe: the trainings run in threads)."""
 
-    def __init__(self, total: float) -> None:
+    def __init__(self, total: float, idle_total: float = float("inf")) -> None:
         self.total, self.spent = total, 0.0
+        self.idle_total, self.idle = idle_total, 0.0
         self._lock = threading.Lock()
 
-    def charge(self, seconds: float) -> None:
+    def charge(self, seconds: float, idle: float = 0.0) -> None:
         with self._lock:
             self.spent += max(seconds, 0.0)
+            self.idle += max(idle, 0.0)
 
     def remaining(self) -> float:
         with self._lock:
             return self.total - self.spent
+
+    def idle_remaining(self) -> float:
+        with self._lock:
+            return self.idle_total - self.idle
+
+    def idle_message(self) -> Message:
+        """Why a request was not run, or was stopped, once the workers have waited too long without computing."""
+        return t("このノートブックのワーカーは計算せずに合計 {idle:.0f} 秒待ちました（sleep、ロック、入力待ちなど）。"
+                 "残りのチェックは実行していません",
+                 "this notebook's workers waited {idle:.0f} s in all without computing (sleeps, locks or input?); "
+                 "the remaining checks were not run", idle=self.idle_total)
 
     def spent_message(self) -> Message:
         """Why a request was not run, or was stopped, once the account is empty."""

@@ -32,7 +32,8 @@ from typing import Any, Callable
 from autograder.budget import ARRIVING_GRACE_S, CHECK_CPU_S, IDLE_CPU_S, IDLE_WINDOW_S, POLL_S, CpuAccount, backstop_s
 from autograder.failures import CheckBlocked, CheckTimeout, StudentError, StudentText, WorkerCrashed
 from autograder.i18n import Message, as_message, t
-from autograder.limits import WorkerGroup, lower_priority, process_tree_cpu_seconds, process_tree_queued_seconds
+from autograder.limits import QUEUE_KNOWN, WorkerGroup, lower_priority, process_tree_cpu_seconds, \
+    process_tree_queued_seconds
 from autograder.sandbox import Runtime, SandboxConfig, start_worker
 from autograder.sandboxed.protocol import ProtocolError, receive
 from autograder.sandboxed.protocol import send as send_message
@@ -65,6 +66,10 @@ class AccountSpent(_Stopped):
     """The submission's :class:`~autograder.budget.CpuAccount` is empty."""
 
 
+class IdleSpent(_Stopped):
+    """The submission's workers have waited :data:`~autograder.budget.IDLE_ACCOUNT_S` without computing."""
+
+
 class _BudgetReader:
     """A file-like reader over a worker's answer pipe that stops waiting when a limit of :mod:`autograder.budget`
     passes: the request's CPU budget (``limit``; the worker's CPU-seconds come from ``cpu``, counted from
@@ -82,12 +87,14 @@ class _BudgetReader:
     """
 
     def __init__(self, fd: int, cpu: Callable[[], float], started: float, limit: float,
-                 account_left: float = float("inf"), queued: Callable[[], float] = lambda: 0.0) -> None:
+                 account_left: float = float("inf"), queued: Callable[[], float] = lambda: 0.0,
+                 idle_left: float = float("inf")) -> None:
         self.fd, self.cpu, self.started, self.queued = fd, cpu, started, queued
-        self.limit, self.account_left = limit, account_left
+        self.limit, self.account_left, self.idle_left = limit, account_left, idle_left
         self.began = time.monotonic()
         self.wall_deadline = self.began + backstop_s(limit)
         self.window_at, self.window_wanted = self.began, queued()
+        self.idle, self.idle_at, self.idle_wanted = 0.0, self.began, self.window_wanted
         self.checked_at, self.received, self.trickling = self.began, 0, False
         self.stop: tuple[float, _Stopped] | None = None
         self.seen = 0.0
@@ -97,17 +104,22 @@ class _BudgetReader:
         self.seen = max(self.seen, self.cpu() - self.started)
         return self.seen
 
-    def _over(self, now: float) -> _Stopped | None:
+    def _over(self, now: float, waiting: bool) -> _Stopped | None:
         used = self.used()
+        wanted = used + self.queued()  # seconds it ran or was runnable, waiting for a CPU
+        if waiting:  # no answer in the pipe: what of this interval the worker neither ran nor wanted to is idle
+            self.idle += max(0.0, (now - self.idle_at) - (wanted - self.idle_wanted))
+        self.idle_at, self.idle_wanted = now, wanted
         stopped = (now - self.began, used, self.limit)
         if used > self.account_left:
             return AccountSpent(*stopped)
+        if self.idle > self.idle_left:
+            return IdleSpent(*stopped)
         if used > self.limit:
             return OverBudget(*stopped)
         if now >= self.wall_deadline:
             return Backstop(*stopped)
         if now - self.window_at >= IDLE_WINDOW_S:
-            wanted = used + self.queued()
             if wanted - self.window_wanted < IDLE_CPU_S:
                 return Blocked(*stopped)
             self.window_at, self.window_wanted = now, wanted
@@ -121,7 +133,7 @@ class _BudgetReader:
             now = time.monotonic()
             if self.stop is None and (not ready or now - self.checked_at >= POLL_S):
                 self.checked_at = now
-                over = self._over(now)
+                over = self._over(now, waiting=not ready)
                 self.stop = (now, over) if over else None
             if self.stop is not None and (now - self.stop[0] > ARRIVING_GRACE_S or not (ready or self.received)):
                 raise self.stop[1]
@@ -312,12 +324,12 @@ class Worker:
                 return None
             reader = _BudgetReader(self.process.stdout.fileno(), self._cpu_seconds,
                                    0.0 if loading else self._cpu_seconds(), cpu_s, self.account.remaining(),
-                                   self._queued_seconds)
+                                   self._queued_seconds, self.account.idle_remaining() if QUEUE_KNOWN else float("inf"))
             try:
                 reply = receive(reader)
             finally:
                 used = reader.used()
-                self.account.charge(used)
+                self.account.charge(used, idle=reader.idle)
                 key = f"{message.get('op')}:{message.get('args', {}).get('name', '')}"
                 self.cpu_by_request[key] = round(self.cpu_by_request.get(key, 0.0) + used, 2)
         except _Stopped as stopped:
@@ -356,6 +368,8 @@ class Worker:
         """The feedback for a request stopped by a limit: each limit names its likely cause."""
         if isinstance(stopped, AccountSpent):
             return CheckTimeout(self.account.spent_message())
+        if isinstance(stopped, IdleSpent):
+            return CheckTimeout(self.account.idle_message())
         if isinstance(stopped, OverBudget) and loading:
             return CheckTimeout(t("ノートブックの定義の読み込みに CPU 時間で {seconds:.0f} 秒以上かかりました（クラス定義の直下の"
                                   "コードや引数の既定値が終わらないのではありませんか？）",
@@ -405,6 +419,8 @@ class Worker:
             raise WorkerCrashed(self._broken)
         if self.account.remaining() <= 0:
             raise CheckTimeout(self.account.spent_message())
+        if QUEUE_KNOWN and self.account.idle_remaining() <= 0:
+            raise CheckTimeout(self.account.idle_message())
         name = args.get("name")
         if self.timeouts.get(name, 0) >= MAX_TIMEOUTS:  # an endless function costs two deadlines, not one a check
             raise CheckTimeout(t("{name} は前のチェックで {count} 回、時間内に終わりませんでした。残りのチェックでは"

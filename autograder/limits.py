@@ -437,6 +437,9 @@ def process_tree_cpu_seconds(root: int) -> float:
     return _process_tree_times(root)[0]
 
 
+QUEUE_KNOWN = Path("/proc/self/schedstat").exists()  # the kernel reports run-queue time (budget.py relies on it)
+
+
 def process_tree_queued_seconds(root: int) -> float:
     """Seconds the live threads of process ``root`` and its descendants have spent runnable but waiting for a CPU
     (the run queue: ``/proc/PID/task/TID/schedstat``, second field; 0 where the kernel keeps no schedstat)."""

@@ -109,6 +109,7 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
         "pictures": context.pictures,
         "training_seconds": context.training_seconds,
         "worker_cpu": context.worker_cpu(),
+        "worker_idle_s": round(context.account.idle, 2),  # waited for without computing (budget.IDLE_ACCOUNT_S)
     }
 
 

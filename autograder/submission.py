@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typing import Any
 
-from autograder.budget import SUBMISSION_FACTOR, CpuAccount
+from autograder.budget import IDLE_ACCOUNT_S, SUBMISSION_FACTOR, CpuAccount
 from autograder.client import Worker
 from autograder.extract import extract_cells
 from autograder.failures import StudentText
@@ -43,7 +43,7 @@ class Context:
             from autograder import config
 
             device = self.sandbox.device if self.sandbox is not None else "cpu"
-            self.account = CpuAccount(SUBMISSION_FACTOR * config.reference_cpu_s(device))
+            self.account = CpuAccount(SUBMISSION_FACTOR * config.reference_cpu_s(device), IDLE_ACCOUNT_S)
 
     def worker(self, role: str) -> Worker:
         """The submission's worker of ``role``: ``functions``, ``student`` or ``encoder`` (see the graders' conftest).

@@ -64,6 +64,15 @@ def nap():
 
 def plus_one(x):
     return x + 1
+
+
+def sip():
+    """Sleeps most of the time but uses a little CPU each second: above the blocked window's rule."""
+    while True:
+        end = time.process_time() + 0.08
+        while time.process_time() < end:
+            pass
+        time.sleep(0.9)
 ''')]
 
 
@@ -246,6 +255,27 @@ def test_submission_account(runtime, tmp_path):
         with pytest.raises(CheckTimeout, match="used up its 12 CPU-seconds of grading"):
             first.request("call", name="plus_one", args=[1])
         assert time.monotonic() - began < 0.5 and first.starts == starts
+
+
+@needs_bwrap
+@pytest.mark.skipif(not client.QUEUE_KNOWN, reason="the kernel reports no run-queue time")
+def test_a_notebook_that_sleeps_a_little_in_every_call_is_stopped_by_its_idle_account(runtime, tmp_path):
+    """A blind attacker's stall used 0.07 CPU-seconds a second: never "blocked", every check ran to its wall-clock
+    backstop, and one notebook held a grading slot for over 20 minutes. Its workers' idle time (waited for,
+    neither running nor waiting for a CPU) is one account per submission: the sipper stops there, with the message
+    that says why, and the next request fails at once; the CPU it used is small."""
+    account = CpuAccount(1000.0, idle_total=8.0)
+    with Worker(CELLS, runtime, SandboxConfig(), tmp_path / "a.log", account=account) as worker:
+        assert worker.request("call", name="work", args=[10**6])["value"] == sum(range(10**6))
+        assert account.idle < 1.0, f"computing code waited {account.idle:.2f} s idle"
+        began = time.monotonic()
+        with pytest.raises(CheckTimeout, match="waited 8 s in all without computing"):
+            worker.request("call", name="sip", args=[], cpu_s=60.0)
+        assert 7.0 < time.monotonic() - began < 16.0
+        began = time.monotonic()
+        with pytest.raises(CheckTimeout, match="waited 8 s in all without computing"):
+            worker.request("call", name="plus_one", args=[1])
+        assert time.monotonic() - began < 0.5
 
 
 def test_budgets_follow_the_reference_cpu_time():
