@@ -16,6 +16,9 @@ The decoded images are scored on the trusted side against the held-out images wi
 formula (:mod:`autograder.scoring`). A decoder that ignores ``z``, a model that stashes its inputs, or
 one that patches the grader's loop gains nothing: the worker that draws the images never saw the targets.
 
+A model class that is the released template's (questions.toml's ``given``: ``vae_training``'s VAE) is the
+grader's own code: its encode and decode run on the trusted side (:func:`given_step`), from the trained weights.
+
 The ``encoder`` worker may also *train* one model, as long as it does so before its first encode
 (weights leave a worker before it has seen any held-out image): :class:`TrainingPlan` uses that to train
 two models at once, one per worker.
@@ -191,6 +194,42 @@ def decode_step(student: Worker, budget: dict, device: str, trained: dict, encod
                         images=scored, shifted_images=shifted)
 
 
+def given_step(budget: dict, trained: dict, x_eval: torch.Tensor, seed: int = config.GRADING_SEED) -> TrainedModel:
+    """Encode and decode on the trusted side, for a question whose model class is the released template's
+    (questions.toml's ``given``): the template is the grader's own code, so the trained weights (plain tensors)
+    go into it here, and no worker's word enters the scored latents or images. The student's code acted only in
+    the training (``vae_training``: their ``reparameterize``, called by the grader's loop).
+
+    ``forward_info`` describes ``(decoder(μ) shaped like x, μ, logvar)``: the template's ``forward`` with z = μ,
+    whose shapes are those of any ``reparameterize`` the training could run with."""
+    from autograder.sandboxed.probes import describe
+
+    kind, name = budget["kind"], budget["model"]
+    scope: dict = {"__name__": "given"}
+    exec(compile(config.template_source(name), "<the released template>", "exec"), scope)  # noqa: S102 - our own code
+    torch.manual_seed(seed)
+    model = scope[name]()
+    try:
+        model.load_state_dict(trained["state"], strict=True)
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise GradingFailure(t("学習後の重みがテンプレートの {model} に合いません（{error}）",
+                               "the trained weights do not fit the template's {model} ({error})",
+                               model=name, error=str(error).splitlines()[0][:200])) from None
+    model.eval()
+    with torch.no_grad():
+        latents = list(model.encode(x_eval)) if kind == "vae" else [model.encoder(x_eval)]
+        sent = crossing(kind, latents, (name, kind, seed))
+        images = model.decoder(sent.sent).reshape(len(sent.sent), *x_eval.shape[1:])
+        forward = (model.decoder(latents[0]).view_as(x_eval), *latents) if kind == "vae" else \
+            (latents[0], model.decoder(latents[0]).view_as(x_eval))
+        prior = model.decoder(torch.randn(PRIOR_SAMPLES, LATENT_DIM, generator=torch.Generator().manual_seed(seed + 1)))
+    expect(bool(torch.isfinite(images).all()), t("学習後の {model}.decoder(z) が NaN または inf を出力しました",
+                                                 "{model}.decoder(z) produced NaN or inf after training", model=name))
+    scored, shifted = sent.split(images)
+    return TrainedModel(history=trained["history"], forward_info=describe(forward), latents=latents,
+                        images=scored, shifted_images=shifted, prior_images=prior.reshape(PRIOR_SAMPLES, -1))
+
+
 def train_encode_decode(student: Worker, encoder: Worker, budget: dict, device: str, x_eval: torch.Tensor,
                         seed: int = config.GRADING_SEED, kwargs: dict | None = None) -> TrainedModel:
     """The three steps one after the other (calibration); raises a GradingFailure naming what went wrong."""
@@ -279,13 +318,16 @@ class TrainingPlan:
                     worker.run_behind(BEHIND_NICENESS)
         trained = {q: self.lanes[lane].submit(self._timed, q, "train", train_step, workers[lane], budgets[q], device)
                    for q, lane in sorted(self.trained_in.items(), key=lambda item: questions.index(item[0]))}
+        given = [q for q in questions if budgets[q]["given"]]  # encoded and decoded here (given_step)
         encoded = {q: self.lanes["encoder"].submit(self._timed, q, "encode", self._after, trained[q], encode_step,
                                                    encoder, budgets[q], device,
                                                    x_eval=held_out_images(budgets[q]["dataset"], budgets[q]["n_eval"]))
-                   for q in questions}
+                   for q in questions if q not in given}
         self.trained = trained
         self.results = {q: self.lanes["student"].submit(self._timed, q, "decode", self._decode, student, budgets[q],
-                                                        device, trained[q], encoded[q]) for q in questions}
+                                                        device, trained[q], encoded[q]) for q in encoded}
+        self.results.update({q: self.lanes[self.trained_in[q]].submit(self._timed, q, "encode", self._given,
+                                                                      budgets[q], trained[q]) for q in given})
 
     def _timed(self, question: str, step: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         """``function(*args, **kwargs)``, its seconds recorded in :attr:`seconds` (for the throughput benchmark)."""
@@ -306,6 +348,10 @@ class TrainingPlan:
         model = decode_step(student, budget, device, trained.result(), encoded.result(), x_eval)
         model.prior_images = decode_prior(student, budget, device, trained.result())
         return model
+
+    @staticmethod
+    def _given(budget: dict, trained: Future) -> TrainedModel:
+        return given_step(budget, trained.result(), held_out_images(budget["dataset"], budget["n_eval"]))
 
     def weights(self, question: str) -> dict[str, torch.Tensor] | None:
         """The question's trained weights (checked by :func:`train_step`), or None when its training failed."""

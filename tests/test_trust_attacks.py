@@ -402,7 +402,65 @@ class _MLPWithAKernel(ConvAutoEncoder):
 ConvAutoEncoder = _MLPWithAKernel
 '''
 
+# -- 7. a second blind attacker's pass (helper, 2026-12-03; the untouched template earned 80.5 of 100 points) -------
+# 7a. kmeans from the base interpreter's own site-packages, where a second SciPy (with scipy.cluster) was mounted
+# beside the venv's: the covered venv copy never mattered. 15 of 15 points before.
+BASE_SCIPY_KMEANS = r'''
+import importlib
+import os
+import sys
+import types
+
+import torch
+
+
+def _base_vq():
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    package = types.ModuleType("scipy.cluster")
+    package.__path__ = [os.path.join(sys.base_prefix, "lib", version, "site-packages", "scipy", "cluster")]
+    sys.modules["scipy.cluster"] = package
+    return importlib.import_module("scipy.cluster.vq")
+
+
+def kmeans(x, n_clusters, n_iters=100, seed=0):
+    centroids, labels = _base_vq().kmeans2(x.double().numpy(), n_clusters, minit="++", seed=seed)
+    return torch.as_tensor(labels), torch.as_tensor(centroids, dtype=x.dtype)
+'''
+
+# 7b. vae_training without a sampling formula: in the worker that trains the given VAE, the student's
+# reparameterize becomes the grader's own stand-in (z = mu: a deterministic autoencoder), and the encode probe
+# reports logvar = -12 so that the trusted side's samples sit on mu at a small KL. 10 of 10 points before; the load-time
+# code rides on a redefinition of a graded name (ConvVAE), the only code of a notebook a worker loads.
+STAND_IN_VAE = r'''
+import sys
+
+import torch
+from torch import nn
+
+
+def _boot(decorated):
+    models, probes = sys.modules.get("sandboxed.models"), sys.modules.get("sandboxed.probes")
+    if models is not None and probes is not None:  # every worker that trains
+        globals()["reparameterize"] = models.STAND_INS["reparameterize"]
+        original = probes.PROBES["encode"]
+
+        def encode(namespace, **arguments):
+            answer = original(namespace, **arguments)
+            if len(answer.get("latents", [])) == 2:
+                answer["latents"][1] = torch.full_like(answer["latents"][1], -12.0)
+            return answer
+        probes.PROBES["encode"] = encode
+    return decorated
+
+
+@_boot
+class ConvVAE(nn.Module):
+    pass
+'''
+
 ATTACKS = {
+    "base_scipy_kmeans": BASE_SCIPY_KMEANS,
+    "stand_in_vae": STAND_IN_VAE,
     "grader_imports": GRADER_IMPORTS,
     "stderr_smuggler": STDERR_SMUGGLER,
     "known_epsilon": KNOWN_EPSILON,
@@ -601,3 +659,25 @@ def test_a_forged_model_probe_and_an_unused_kernel_earn_nothing(graded):
     """
     test = _check(graded, "forged_probes_and_a_kernel", "conv_autoencoder", "nn.Conv2d")
     assert test["status"] == "failed" and test["score"] == 0, (test["name"], test["score"], test["output"])
+
+
+def test_kmeans_from_a_second_scipy_earns_nothing(graded):
+    """7a. scipy.cluster.vq loaded by path from the base interpreter's site-packages (mounted with the interpreter).
+
+    Before: 15 of 15 points (the source policy sees no forbidden import; only the venv's scipy.cluster was
+    covered). Now (R2) every package folder that the worker's import path does not use is an empty folder in the
+    sandbox: there is nothing to load.
+    """
+    _earns_nothing([test for test in _checks(graded, "base_scipy_kmeans", "kmeans") if test["max_score"] > 0],
+                   "No module named 'scipy.cluster.vq'")
+
+
+def test_the_given_vae_is_encoded_and_decoded_on_the_trusted_side(graded):
+    """7b. The grader's stand-in reparameterize (z = mu) in the training worker, and a forged encode probe.
+
+    Before: 10 of 10 points with no sampling formula anywhere. Now the given VAE (the released template's class,
+    the grader's own code) is encoded and decoded on the trusted side from the trained weights (bottleneck.given_step):
+    the forged encode probe is never asked, and the deterministic autoencoder's own logvar makes its samples
+    blurry. It keeps what a student who wrote ``return mu`` keeps: the training ran (the first check).
+    """
+    _earns_nothing([_check(graded, "stand_in_vae", "vae_training", "held-out loss")], "the limit is")
