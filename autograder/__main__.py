@@ -5,6 +5,7 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 from pathlib import Path
 
 DESCRIPTION = """Autograder for the autoencoder/VAE lab (実験3-4).
@@ -81,6 +82,7 @@ def grade_command(args: argparse.Namespace) -> int:
     print(f"grading {len(submissions)} submission(s) on {device}, {where}")
     print(f"sandbox: {describe() if args.sandbox == 'bwrap' else describe_none()}")
     data = prepare_training_data(training_data_cache(), config.datasets())  # the training split, for the sandboxes
+    threading.Thread(target=report.preload, daemon=True).start()  # while the runners grade, not after them
     try:
         results = engine.grade_all(submissions, out, jobs=jobs, options=[*options, "--train-data", str(data)],
                                    backend=args.backend, address=args.address, per_gpu=args.per_gpu)

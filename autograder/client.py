@@ -219,12 +219,13 @@ class Worker:
         self._broken = as_message(reason) if reason else None
 
     # -- process management -------------------------------------------------------------------
-    def prestart(self) -> None:
-        """Start the process and send it the definitions without waiting for the answer, so that its
-        start-up (imports, definitions) overlaps other work; the next request collects the answer."""
+    def prestart(self, started: tuple[subprocess.Popen, WorkerGroup] | None = None) -> None:
+        """Start the process (or take ``started``, one that :func:`autograder.sandbox.start_worker` started for this
+        worker's runtime) and send it the definitions without waiting for the answer, so that its start-up
+        (imports, definitions) overlaps other work; the next request collects the answer."""
         if self.process is None and not self.broken:
             self.starts += 1
-            self.process, self.group = start_worker(self.runtime, self.config)
+            self.process, self.group = started or start_worker(self.runtime, self.config)
             if self.niceness:
                 lower_priority(self.process.pid, self.niceness)
             self._drain = _Drain(self.process.stderr, self.log_path)

@@ -237,6 +237,14 @@ def summary_table(results: dict[str, dict], questions: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def preload() -> None:
+    """Import matplotlib for :func:`summary_plot` (about a second, run in a thread while the runners grade)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+
 def summary_plot(path: Path, results: dict[str, dict], questions: dict[str, dict]) -> None:
     """A PNG: the histogram of totals, and each question's class mean as a percentage of its points."""
     import matplotlib

@@ -15,69 +15,41 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from autograder import config, secret
-from autograder.failures import GradingFailure
-from autograder.i18n import Message, json_fields, t
-from autograder.rubric import GRADERS_DIR, RUBRIC_EXIT_CODE, RubricError, check_of, describe_problems
-from autograder.sandbox import ROLES, SandboxConfig, prepare_runtime, prepare_training_data, training_data_cache
-from autograder.submission import Context, read_notebook
+from autograder.rubric import GRADERS_DIR, RUBRIC_EXIT_CODE, RubricError, describe_problems
+from autograder.sandbox import ROLES, Runtime, SandboxConfig, prepare_runtime, prepare_training_data, start_worker, \
+    training_data_cache
 
-class Collector:
-    """A pytest plugin that records each check's outcome, keeping only messages meant for students."""
-
-    def __init__(self) -> None:
-        self.checks: list[dict[str, Any]] = []
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
-        outcome = yield
-        report = outcome.get_result()
-        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-            check = check_of(item)
-            self.checks.append({
-                "id": check.id, "question": check.question, "voids": check.voids, "weight": check.weight,
-                "title": check.title, "title_ja": check.title_ja,
-                "passed": report.passed,
-                **json_fields("message", "" if report.passed else self._message(call)),
-                "failure": "" if report.passed else self._kind(call),
-                "seconds": round(report.duration, 3),
-            })
-
-    @staticmethod
-    def _kind(call: pytest.CallInfo) -> str:
-        """What stopped the check, for the class insights: the GradingFailure's class (``CheckFailed``: a named
-        mistake; ``StudentError``, ``CheckTimeout``, ``CheckBlocked``, ``WorkerCrashed``), ``GraderError``
-        for a bug of the grader's own."""
-        error = call.excinfo.value if call.excinfo is not None else None
-        return type(error).__name__ if isinstance(error, GradingFailure) else "GraderError"
-
-    @staticmethod
-    def _message(call: pytest.CallInfo) -> Message:
-        if call.excinfo is None:
-            return t("不合格です", "failed")
-        error = call.excinfo.value
-        if isinstance(error, GradingFailure):
-            return error.message
-        # A bug in the grader, not the student's: log it for the instructor, tell the student little.
-        traceback.print_exception(error, file=sys.stderr)
-        return t("採点プログラムの内部エラーです（{error}）。担当教員に知らせてください",
-                 "internal grader error ({error}); please tell the instructor", error=type(error).__name__)
+# torch, the graders and the worker handles (autograder.submission, autograder.collector) are imported in
+# grade(), after the workers of a full grading have started: their start-up overlaps this process's imports.
 
 
-def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: str | None = None) -> dict[str, Any]:
-    """Run the graders on one notebook; return the outcome of every check."""
-    runtimes = {role: prepare_runtime(workdir / f"runtime-{role}", role,
-                                      hide=config.forbidden_modules() if role == "functions" else ())
-                for role in ROLES}
+def runtimes_in(workdir: Path) -> dict[str, Runtime]:
+    """Each role's runtime folder (sandbox.ROLE_FILES; the ``functions`` role without the forbidden modules)."""
+    return {role: prepare_runtime(workdir / f"runtime-{role}", role,
+                                  hide=config.forbidden_modules() if role == "functions" else ())
+            for role in ROLES}
+
+
+def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: str | None = None,
+          runtimes: dict[str, Runtime] | None = None, started: dict | None = None) -> dict[str, Any]:
+    """Run the graders on one notebook; return the outcome of every check. ``started``: role -> a worker process
+    already started in ``runtimes[role]`` (see :func:`main`), which that role's worker takes over."""
+    import pytest
+
+    from autograder.collector import Collector
+    from autograder.i18n import json_fields
+    from autograder.submission import Context, read_notebook
+
+    runtimes = runtimes or runtimes_in(workdir)
+    started = dict(started or {})
     context = Context(notebook_path=notebook_path, runtimes=runtimes, sandbox=sandbox, log_dir=workdir)
     read_notebook(context)
     try:  # the graders' probe inputs are drawn for this notebook (autograder/secret.py)
@@ -91,7 +63,13 @@ def grade(notebook_path: Path, sandbox: SandboxConfig, workdir: Path, select: st
         arguments += ["-k", select]
     else:  # every check runs: start every worker now, while pytest collects the graders
         for role in ROLES:
-            context.worker(role).prestart()
+            if not context.worker(role).broken:
+                context.worker(role).prestart(started.pop(role, None))
+    for process, group in started.values():  # not taken (an unreadable notebook): stopped, with its group
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        group.remove()
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         code = pytest.main(arguments, plugins=[collector, context])
     if context.rubric_problems:
@@ -149,15 +127,19 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the cache in ~/.cache/ae-vae-lab, made when missing)")
     parser.add_argument("-k", dest="select", help="only the checks matching this pytest -k expression")
     args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="autograder-") as workdir:
         data = args.train_data or prepare_training_data(training_data_cache(), config.datasets())
         sandbox = SandboxConfig(mode=args.sandbox, device=args.device, memory_gb=args.memory_gb, data=data.resolve())
+        runtimes = runtimes_in(Path(workdir))
+        # a full grading uses every role: start the workers first, so that their Python and torch start while
+        # this process imports its own (about 1.5 CPU-seconds on each side); they get the definitions later
+        early = {} if args.select else {role: start_worker(runtimes[role], sandbox) for role in ROLES}
+        import torch
+
+        torch.set_num_threads(1)
         try:
-            result = grade(args.notebook, sandbox, Path(workdir), args.select)
+            result = grade(args.notebook, sandbox, Path(workdir), args.select, runtimes, early)
         except RubricError as error:
             print(f"error: {error}", file=sys.stderr)
             return RUBRIC_EXIT_CODE

@@ -7,6 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 old="$1"; rounds="${2:-2}"
 python="$here/.venv/bin/python"
+export DATA_DIR="$(cd "$here" && cd "${DATA_DIR:-data}" && pwd)"  # absolute: the other checkout runs in its own folder
 busy() { awk -v hz="$(getconf CLK_TCK)" 'NR==1{s=0; for(i=2;i<=NF;i++) s+=$i; print (s-$5-$6)/hz}' /proc/stat; }
 for round in $(seq "$rounds"); do
   for dir in "$old" "$here"; do

@@ -338,3 +338,16 @@ def test_a_huge_or_deeply_nested_file_scores_zero_with_its_reason(tmp_path):
     context = Context(deep, tmp_path, None, tmp_path / "log")
     read_notebook(context)
     assert context.notebook is None and "RecursionError" in context.notebook_error.en
+
+
+def test_workers_started_before_an_unreadable_notebook_is_read_are_stopped(tmp_path):
+    """A full grading starts its three workers before the runner reads the notebook (runner.main): a file that is
+    not JSON still scores 0 with its reason, no worker takes the definitions, and the runner does not wait for them."""
+    from autograder import engine
+
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("not json {")
+    result = engine.run_one(engine.Submission("broken", broken), tmp_path / "out", [])
+    assert "not a readable notebook" in result["notebook_error_en"] and result["worker_starts"] == 0, result
+    assert result["checks"] and not any(check["passed"] for check in result["checks"])
+    assert result["seconds"] < 30, result["seconds"]
