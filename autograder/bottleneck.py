@@ -206,7 +206,7 @@ def given_step(budget: dict, trained: dict, x_eval: torch.Tensor, seed: int = co
 
     kind, name = budget["kind"], budget["model"]
     scope: dict = {"__name__": "given"}
-    exec(compile(config.template_source(name), "<the released template>", "exec"), scope)  # noqa: S102 - our own code
+    exec(compile(config.template_source(name), "<template>", "exec"), scope)  # noqa: S102 - our own code
     torch.manual_seed(seed)
     model = scope[name]()
     try:

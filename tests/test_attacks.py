@@ -298,8 +298,8 @@ def _patch(decorated):
 
 
 @_patch
-def patched():
-    return True
+class ConvVAE(ConvVAE):  # the reference's class again: a graded name, so the worker loads this (and the patch)
+    pass
 '''
 
 LEAKY = r'''
@@ -587,7 +587,8 @@ def test_models_that_peek_at_the_held_out_images_fail(graded):
 
 
 def test_a_patched_training_loop_earns_nothing(graded):
-    """Replacing the grader's training loop inside the worker leaves an untrained model that fails."""
+    """Replacing the grader's training loop inside the worker leaves an untrained model that fails. (The patch
+    rides on a redefinition of ConvVAE: code that no graded name reaches is never loaded, autograder/needed.py.)"""
     results, _ = _results(graded, "patched_loop")
     checks = _checks(results["patcher"])
     assert len(checks) == 1, sorted(checks)

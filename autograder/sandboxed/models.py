@@ -37,7 +37,7 @@ def _given_class(namespace: dict, name: str, source: str, calls: list[str]) -> A
     redefined (to skip the sampling, say) is not the one trained.
     """
     scope: dict = {"__name__": "given"}
-    exec(compile(source, "<the released template>", "exec"), scope)  # noqa: S102 - the template's own code
+    exec(compile(source, "<template>", "exec"), scope)  # noqa: S102 - the template's own code
     for function in calls:
         scope[function] = functools.partial(_forward_to, namespace, function)
     return scope[name]
