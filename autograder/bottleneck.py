@@ -186,9 +186,7 @@ def decode_step(student: Worker, budget: dict, device: str, trained: dict, encod
                                                    "expected images shaped {expected}", model=model,
                                                    z=tuple(sent.sent.shape), got=tuple(images.shape), expected=expected))
     images = images.reshape(expected)
-    expect(images.is_floating_point() and bool(torch.isfinite(images).all()),
-           t("学習後の {model}.decoder(z) が NaN または inf を出力しました",
-             "{model}.decoder(z) produced NaN or inf after training", model=model))
+    _expect_finite(images, model)
     scored, shifted = sent.split(images)
     return TrainedModel(history=trained["history"], forward_info=encoded["info"], latents=encoded["latents"],
                         images=scored, shifted_images=shifted)
@@ -223,11 +221,16 @@ def given_step(budget: dict, trained: dict, x_eval: torch.Tensor, seed: int = co
         forward = (model.decoder(latents[0]).view_as(x_eval), *latents) if kind == "vae" else \
             (latents[0], model.decoder(latents[0]).view_as(x_eval))
         prior = model.decoder(torch.randn(PRIOR_SAMPLES, LATENT_DIM, generator=torch.Generator().manual_seed(seed + 1)))
-    expect(bool(torch.isfinite(images).all()), t("学習後の {model}.decoder(z) が NaN または inf を出力しました",
-                                                 "{model}.decoder(z) produced NaN or inf after training", model=name))
+    _expect_finite(images, name)
     scored, shifted = sent.split(images)
     return TrainedModel(history=trained["history"], forward_info=describe(forward), latents=latents,
                         images=scored, shifted_images=shifted, prior_images=prior.reshape(PRIOR_SAMPLES, -1))
+
+
+def _expect_finite(images: torch.Tensor, model: str) -> None:
+    expect(images.is_floating_point() and bool(torch.isfinite(images).all()),
+           t("学習後の {model}.decoder(z) が NaN または inf を出力しました",
+             "{model}.decoder(z) produced NaN or inf after training", model=model))
 
 
 def train_encode_decode(student: Worker, encoder: Worker, budget: dict, device: str, x_eval: torch.Tensor,

@@ -32,8 +32,7 @@ from typing import Any, Callable
 from autograder.budget import ARRIVING_GRACE_S, CHECK_CPU_S, IDLE_CPU_S, IDLE_WINDOW_S, POLL_S, CpuAccount, backstop_s
 from autograder.failures import CheckBlocked, CheckTimeout, StudentError, StudentText, WorkerCrashed
 from autograder.i18n import Message, as_message, t
-from autograder.limits import QUEUE_KNOWN, WorkerGroup, lower_priority, process_tree_cpu_seconds, \
-    process_tree_queued_seconds
+from autograder.limits import WorkerGroup, lower_priority, process_tree_cpu_seconds, process_tree_queued_seconds
 from autograder.sandbox import Runtime, SandboxConfig, start_worker
 from autograder.sandboxed.protocol import ProtocolError, receive
 from autograder.sandboxed.protocol import send as send_message
@@ -325,7 +324,7 @@ class Worker:
                 return None
             reader = _BudgetReader(self.process.stdout.fileno(), self._cpu_seconds,
                                    0.0 if loading else self._cpu_seconds(), cpu_s, self.account.remaining(),
-                                   self._queued_seconds, self.account.idle_remaining() if QUEUE_KNOWN else float("inf"))
+                                   self._queued_seconds, self.account.idle_remaining())
             try:
                 reply = receive(reader)
             finally:
@@ -420,7 +419,7 @@ class Worker:
             raise WorkerCrashed(self._broken)
         if self.account.remaining() <= 0:
             raise CheckTimeout(self.account.spent_message())
-        if QUEUE_KNOWN and self.account.idle_remaining() <= 0:
+        if self.account.idle_remaining() <= 0:
             raise CheckTimeout(self.account.idle_message())
         name = args.get("name")
         if self.timeouts.get(name, 0) >= MAX_TIMEOUTS:  # an endless function costs two deadlines, not one a check

@@ -12,6 +12,7 @@ from autograder.client import Worker
 from autograder.extract import extract_cells
 from autograder.failures import StudentText
 from autograder.i18n import Message, t
+from autograder.limits import QUEUE_KNOWN
 from autograder.needed import needed_cells
 from autograder.sandbox import ROLES, Runtime, SandboxConfig
 
@@ -43,7 +44,8 @@ class Context:
             from autograder import config
 
             device = self.sandbox.device if self.sandbox is not None else "cpu"
-            self.account = CpuAccount(SUBMISSION_FACTOR * config.reference_cpu_s(device), IDLE_ACCOUNT_S)
+            self.account = CpuAccount(SUBMISSION_FACTOR * config.reference_cpu_s(device),
+                                      IDLE_ACCOUNT_S if QUEUE_KNOWN else float("inf"))  # idle needs run-queue time
 
     def worker(self, role: str) -> Worker:
         """The submission's worker of ``role``: ``functions``, ``student`` or ``encoder`` (see the graders' conftest).

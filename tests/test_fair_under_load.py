@@ -33,6 +33,7 @@ from autograder.budget import CHECK_CPU_S, IDLE_WINDOW_S, POLL_S, SUBMISSION_FAC
 from autograder.client import OverBudget, Worker, _BudgetReader
 from autograder.extract import extract_notebook
 from autograder.failures import CheckBlocked, CheckTimeout
+from autograder.limits import QUEUE_KNOWN
 from autograder.sandbox import SandboxConfig, bwrap_unavailable, prepare_runtime
 from autograder.sandboxed import protocol
 
@@ -258,7 +259,7 @@ def test_submission_account(runtime, tmp_path):
 
 
 @needs_bwrap
-@pytest.mark.skipif(not client.QUEUE_KNOWN, reason="the kernel reports no run-queue time")
+@pytest.mark.skipif(not QUEUE_KNOWN, reason="the kernel reports no run-queue time")
 def test_a_notebook_that_sleeps_a_little_in_every_call_is_stopped_by_its_idle_account(runtime, tmp_path):
     """A blind attacker's stall used 0.07 CPU-seconds a second: never "blocked", every check ran to its wall-clock
     backstop, and one notebook held a grading slot for over 20 minutes. Its workers' idle time (waited for,
